@@ -1,0 +1,122 @@
+"""Datasets of utterances, a length-bucketing batch sampler with a frame budget, and collation."""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from asr.audio import AudioError, load_audio
+from asr.manifest import Utterance
+from asr.tokenizer import CharTokenizer
+
+log = logging.getLogger(__name__)
+
+
+class UtteranceDataset(Dataset):
+    """Item i: `(utterance, waveform (samples,), token ids)`, or `(utterance, None, None)` when
+    its audio cannot be read (logged; the batch drops it and counts it)."""
+
+    def __init__(self, utterances: Sequence[Utterance], tokenizer: CharTokenizer | None, sample_rate: int):
+        self.utterances = list(utterances)
+        self.tokenizer = tokenizer
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int):
+        utt = self.utterances[index]
+        try:
+            audio = load_audio(utt.audio, self.sample_rate, utt.start, utt.duration)
+        except AudioError as error:
+            log.warning("skipping utterance %s: %s", utt.id, error)
+            return utt, None, None
+        tokens = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long) if self.tokenizer else None
+        return utt, torch.from_numpy(audio), tokens
+
+
+@dataclass
+class Batch:
+    """Padded waveforms `(batch, samples)` with `n_samples`; targets concatenated with `n_targets`."""
+
+    utterances: list[Utterance]
+    waveforms: torch.Tensor
+    n_samples: torch.Tensor
+    targets: torch.Tensor | None
+    n_targets: torch.Tensor | None
+    n_skipped: int
+
+    def pin_memory(self) -> "Batch":
+        self.waveforms = self.waveforms.pin_memory()
+        return self
+
+
+def collate(items, min_samples: int = 400) -> Batch:
+    good = [item for item in items if item[1] is not None]
+    n_skipped = len(items) - len(good)
+    n_samples = torch.tensor([item[1].shape[0] for item in good], dtype=torch.long)
+    longest = max([min_samples, *n_samples.tolist()])
+    waveforms = torch.zeros(len(good), longest)
+    for row, (_, audio, _) in enumerate(good):
+        waveforms[row, : audio.shape[0]] = audio
+    targets = n_targets = None
+    if good and good[0][2] is not None:
+        targets = torch.cat([item[2] for item in good])
+        n_targets = torch.tensor([item[2].shape[0] for item in good], dtype=torch.long)
+    return Batch([item[0] for item in good], waveforms, n_samples, targets, n_targets, n_skipped)
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar-length utterances whose padded size stays within `max_seconds`.
+
+    Utterances are sorted by duration and cut into batches where `batch * longest <= max_seconds`
+    (and `batch <= max_batch`); with `shuffle` the order of the batches (and of equal-length
+    neighbours) changes every epoch, driven by `seed + epoch`.
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        max_seconds: float,
+        max_batch: int = 64,
+        shuffle: bool = True,
+        seed: int = 0,
+    ):
+        self.durations = list(durations)
+        self.max_seconds = max_seconds
+        self.max_batch = max_batch
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed + self.epoch)
+        # A small random jitter mixes utterances of nearly equal length between epochs.
+        keys = [d * (1 + 0.05 * rng.random()) if self.shuffle else d for d in self.durations]
+        order = sorted(range(len(self.durations)), key=keys.__getitem__)
+        batches, current, longest = [], [], 0.0
+        for index in order:
+            longest_with = max(longest, self.durations[index])
+            if current and (len(current) >= self.max_batch or longest_with * (len(current) + 1) > self.max_seconds):
+                batches.append(current)
+                current, longest_with = [], self.durations[index]
+            current.append(index)
+            longest = longest_with
+        if current:
+            batches.append(current)
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())

@@ -1,0 +1,125 @@
+"""Decode a manifest, score it, and write a report."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from asr.data import BucketBatchSampler, UtteranceDataset, collate
+from asr.decoding import Decoder, GreedyDecoder
+from asr.manifest import Utterance, atomic_write_text
+from asr.metrics import error_rates, normalize_text, utterance_wer
+from asr.recognizer import Recognizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodeResult:
+    """Hypotheses by utterance id, the mean CTC loss per utterance, and how many were skipped."""
+
+    hypotheses: dict[str, str] = field(default_factory=dict)
+    loss: float = float("nan")
+    n_skipped: int = 0
+
+
+def ctc_loss(log_probs, n_frames, targets, n_targets) -> torch.Tensor:
+    """Summed CTC loss over the batch, `log_probs: (batch, frames, n_tokens)`."""
+    return F.ctc_loss(
+        log_probs.transpose(0, 1), targets, n_frames, n_targets, blank=0, reduction="sum", zero_infinity=True
+    )
+
+
+@torch.no_grad()
+def decode_utterances(
+    recognizer: Recognizer,
+    utterances: Sequence[Utterance],
+    decoder: Decoder | None = None,
+    max_batch_seconds: float = 300.0,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> DecodeResult:
+    """Decode every utterance (in length-bucketed batches); unreadable audio is logged and counted."""
+    decoder = decoder or GreedyDecoder(recognizer.tokenizer.blank)
+    was_training = recognizer.training
+    recognizer.eval()
+    dataset = UtteranceDataset(utterances, recognizer.tokenizer, recognizer.features.sample_rate)
+    sampler = BucketBatchSampler([u.duration for u in utterances], max_batch_seconds, shuffle=False)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+    result, total_loss, n_scored = DecodeResult(), 0.0, 0
+    device = recognizer.device
+    for batch in tqdm(loader, desc="decoding", unit="batch", disable=not progress, leave=False):
+        result.n_skipped += batch.n_skipped
+        if not batch.utterances:
+            continue
+        log_probs, n_frames = recognizer(batch.waveforms.to(device), batch.n_samples.to(device))
+        if batch.targets is not None:
+            loss = ctc_loss(log_probs, n_frames, batch.targets.to(device), batch.n_targets.to(device))
+            total_loss += float(loss)
+            n_scored += len(batch.utterances)
+        texts = [recognizer.tokenizer.decode(ids) for ids in decoder.decode(log_probs, n_frames)]
+        result.hypotheses.update({u.id: text for u, text in zip(batch.utterances, texts)})
+    result.loss = total_loss / n_scored if n_scored else float("nan")
+    recognizer.train(was_training)
+    return result
+
+
+def score(utterances: Sequence[Utterance], decoded: DecodeResult, n_worst: int = 10) -> dict:
+    """The report: WER/CER (percent), edit counts, every hypothesis, and the worst utterances."""
+    scored = [u for u in utterances if u.id in decoded.hypotheses]
+    if not scored:
+        raise ValueError("no utterance could be decoded")
+    refs = [u.text for u in scored]
+    hyps = [decoded.hypotheses[u.id] for u in scored]
+    counts = error_rates(refs, hyps)
+    rows = [
+        {"id": u.id, "ref": normalize_text(u.text), "hyp": normalize_text(h), "wer": round(utterance_wer(u.text, h), 2)}
+        for u, h in zip(scored, hyps)
+    ]
+    worst = sorted(rows, key=lambda r: (-r["wer"], r["id"]))[:n_worst]
+    return {
+        **asdict(counts),
+        "utterances": len(scored),
+        "skipped": decoded.n_skipped,
+        "loss": decoded.loss,
+        "worst": worst,
+        "hypotheses": rows,
+    }
+
+
+def evaluate(
+    recognizer: Recognizer,
+    utterances: Sequence[Utterance],
+    decoder: Decoder | None = None,
+    report_path: str | Path | None = None,
+    max_batch_seconds: float = 300.0,
+) -> dict:
+    """Decode and score `utterances`; write the JSON report to `report_path` when given."""
+    decoded = decode_utterances(recognizer, utterances, decoder, max_batch_seconds, progress=True)
+    report = score(utterances, decoded)
+    if report_path:
+        atomic_write_text(report_path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        f"WER {report['wer']:.2f}%  CER {report['cer']:.2f}%  "
+        f"({report['utterances']} utterances, {report['n_ref_words']} words; "
+        f"{report['substitutions']} substitutions, {report['deletions']} deletions, "
+        f"{report['insertions']} insertions)"
+    ]
+    if report["skipped"]:
+        lines.append(f"skipped {report['skipped']} utterance(s) whose audio could not be read")
+    worst = [r for r in report["worst"] if r["wer"] > 0]
+    if worst:
+        lines.append("worst utterances:")
+        lines += [f"  {r['id']}  WER {r['wer']:.0f}%\n    ref: {r['ref']}\n    hyp: {r['hyp']}" for r in worst]
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""Feature extraction (log-mel filterbank, MFCC, linear spectrogram), normalisation, SpecAugment.
+
+All three run with torchaudio on whatever device the module lives on. Frames never read past an
+utterance's last sample (no centring), so padding in a batch never changes a valid frame.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torchaudio.transforms as T
+from torch import nn
+
+KINDS = ("fbank", "mfcc", "spectrogram")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    kind: str = "fbank"
+    sample_rate: int = 16000
+    n_mels: int = 80
+    n_mfcc: int = 40
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown feature kind {self.kind!r}; choose one of {KINDS}")
+
+    @property
+    def win_samples(self) -> int:
+        return int(round(self.sample_rate * self.win_ms / 1000))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def n_features(self) -> int:
+        return {"fbank": self.n_mels, "mfcc": self.n_mfcc, "spectrogram": self.win_samples // 2 + 1}[self.kind]
+
+    def n_frames(self, n_samples: torch.Tensor) -> torch.Tensor:
+        """Frames an utterance of `n_samples` gives (0 when shorter than one window)."""
+        return torch.div(n_samples - self.win_samples, self.hop_samples, rounding_mode="floor").clamp(min=-1) + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FeatureExtractor(nn.Module):
+    """waveforms `(batch, samples)` + `n_samples` -> features `(batch, frames, n_features)` + `n_frames`."""
+
+    def __init__(self, config: FeatureConfig):
+        super().__init__()
+        self.config = config
+        common = dict(n_fft=config.win_samples, hop_length=config.hop_samples, center=False)
+        if config.kind == "spectrogram":
+            self.transform = T.Spectrogram(power=1.0, **common)
+        else:
+            mel = dict(sample_rate=config.sample_rate, n_mels=config.n_mels, **common)
+            if config.kind == "fbank":
+                self.transform = T.MelSpectrogram(**mel)
+            else:
+                self.transform = T.MFCC(config.sample_rate, config.n_mfcc, log_mels=True, melkwargs=mel)
+
+    @torch.no_grad()
+    def forward(self, waveforms: torch.Tensor, n_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spec = self.transform(waveforms.float())  # (batch, n_features, frames)
+        if self.config.kind == "fbank":
+            spec = torch.log(spec + 1e-6)
+        elif self.config.kind == "spectrogram":
+            spec = torch.log1p(spec)
+        n_frames = self.config.n_frames(n_samples).clamp(max=spec.shape[-1])
+        return spec.transpose(1, 2), n_frames
+
+
+def frame_mask(n_frames: torch.Tensor, max_frames: int) -> torch.Tensor:
+    """`(batch, max_frames)` boolean mask, True on valid frames."""
+    return torch.arange(max_frames, device=n_frames.device)[None, :] < n_frames[:, None]
+
+
+class GlobalNorm(nn.Module):
+    """Mean/variance normalisation with statistics estimated on the training set; padding stays 0."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float())
+
+    def forward(self, feats: torch.Tensor, n_frames: torch.Tensor) -> torch.Tensor:
+        normed = (feats - self.mean) / self.std
+        return normed * frame_mask(n_frames, feats.shape[1]).unsqueeze(-1)
+
+
+class StatsAccumulator:
+    """Running per-feature sums over valid frames only."""
+
+    def __init__(self, n_features: int):
+        self.total = torch.zeros(n_features, dtype=torch.float64)
+        self.total_sq = torch.zeros(n_features, dtype=torch.float64)
+        self.count = 0
+
+    def add(self, feats: torch.Tensor, n_frames: torch.Tensor) -> None:
+        valid = feats[frame_mask(n_frames, feats.shape[1])].double().cpu()  # (n_valid, n_features)
+        self.total += valid.sum(0)
+        self.total_sq += (valid**2).sum(0)
+        self.count += valid.shape[0]
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.count == 0:
+            raise ValueError("no frames to estimate normalisation statistics from")
+        mean = self.total / self.count
+        var = (self.total_sq / self.count - mean**2).clamp(min=1e-10)
+        return mean.float(), var.sqrt().float()
+
+
+@dataclass(frozen=True)
+class SpecAugmentConfig:
+    freq_masks: int = 2
+    freq_width: int = 15
+    time_masks: int = 2
+    time_ratio: float = 0.08
+
+
+class SpecAugment(nn.Module):
+    """Zero random frequency bands and time spans of each utterance (training mode only).
+
+    Time masks are sized relative to each utterance's own length and stay inside it.
+    """
+
+    def __init__(self, config: SpecAugmentConfig):
+        super().__init__()
+        self.config = config
+
+    def forward(self, feats: torch.Tensor, n_frames: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return feats
+        batch, max_frames, n_features = feats.shape
+        keep = torch.ones_like(feats, dtype=torch.bool)
+        bins = torch.arange(n_features, device=feats.device)
+        frames = torch.arange(max_frames, device=feats.device)
+        for _ in range(self.config.freq_masks):
+            width = torch.randint(0, self.config.freq_width + 1, (batch, 1), device=feats.device)
+            start = (torch.rand(batch, 1, device=feats.device) * (n_features - width + 1)).long()
+            keep &= ~((bins >= start) & (bins < start + width)).unsqueeze(1)
+        max_width = (n_frames.float() * self.config.time_ratio).long().unsqueeze(1)
+        for _ in range(self.config.time_masks):
+            width = (torch.rand(batch, 1, device=feats.device) * (max_width + 1).float()).long()
+            start = (torch.rand(batch, 1, device=feats.device) * (n_frames.unsqueeze(1) - width + 1).float()).long()
+            keep &= ~((frames >= start) & (frames < start + width)).unsqueeze(2)
+        return feats * keep

@@ -1,0 +1,172 @@
+"""Acoustic model: convolutional front end, stacked (bi)directional LSTM/GRU, linear output over tokens.
+
+The recurrent stack runs on one PackedSequence from the first layer to the last: normalisation,
+dropout, projections and direction sums act on `packed.data`, which holds valid frames only, so
+padding never reaches a statistic or a result and there is one pack and one unpack per batch.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from asr.features import frame_mask
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """Everything needed to rebuild the model; stored in every checkpoint."""
+
+    n_input: int  # feature bins per frame
+    n_tokens: int  # vocabulary size including the CTC blank
+    conv_channels: tuple[int, ...] = (32, 32)
+    conv_kernels: tuple[tuple[int, int], ...] = ((3, 3), (3, 3))  # (freq, time)
+    conv_strides: tuple[tuple[int, int], ...] = ((2, 2), (2, 2))  # (freq, time)
+    conv_activation: str = "relu"  # relu | hardtanh (clipped to [0, 20], as DeepSpeech2)
+    conv_norm: bool = True  # batch norm after each convolution
+    rnn_type: str = "gru"  # lstm | gru
+    n_layers: int = 4
+    hidden: int = 512
+    bidirectional: bool = True
+    sum_directions: bool = False  # DeepSpeech2 sums the two directions instead of concatenating
+    projection: int = 0  # linear projection after each recurrent layer (0: none)
+    layer_norm: str = "none"  # none | layer | batch: before each recurrent layer but the first
+    dropout: float = 0.0  # between recurrent layers
+    output_norm: str = "none"  # none | batch: before the output layer (DeepSpeech2 uses batch)
+    output_bias: bool = True
+
+    def __post_init__(self):
+        # Hydra and JSON give lists; the dataclass is frozen and hashable with tuples.
+        object.__setattr__(self, "conv_channels", tuple(int(c) for c in self.conv_channels))
+        object.__setattr__(self, "conv_kernels", tuple(tuple(int(v) for v in k) for k in self.conv_kernels))
+        object.__setattr__(self, "conv_strides", tuple(tuple(int(v) for v in s) for s in self.conv_strides))
+        if not (len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides)):
+            raise ValueError("conv_channels, conv_kernels and conv_strides need one entry per convolution")
+        if self.rnn_type not in ("lstm", "gru"):
+            raise ValueError(f"rnn_type must be lstm or gru, not {self.rnn_type!r}")
+        for name in ("layer_norm", "output_norm"):
+            if getattr(self, name) not in ("none", "layer", "batch"):
+                raise ValueError(f"{name} must be none, layer or batch")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelDims":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["conv_kernels"] = [list(k) for k in self.conv_kernels]
+        values["conv_strides"] = [list(s) for s in self.conv_strides]
+        values["conv_channels"] = list(self.conv_channels)
+        return values
+
+    @property
+    def subsampling(self) -> int:
+        factor = 1
+        for _, time_stride in self.conv_strides:
+            factor *= time_stride
+        return factor
+
+
+def _norm(kind: str, size: int) -> nn.Module:
+    return {"none": nn.Identity, "layer": nn.LayerNorm, "batch": nn.BatchNorm1d}[kind](size)
+
+
+class ConvFrontEnd(nn.Module):
+    """Conv2d stack over (freq, time): `(batch, frames, n_input)` -> `(batch, frames', n_output)`."""
+
+    def __init__(self, dims: ModelDims):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        self.time_geometry = []  # (kernel, stride, padding) along time, for output lengths
+        in_channels, n_freq = 1, dims.n_input
+        for channels, kernel, stride in zip(dims.conv_channels, dims.conv_kernels, dims.conv_strides):
+            padding = (kernel[0] // 2, kernel[1] // 2)
+            act = nn.Hardtanh(0, 20, inplace=True) if dims.conv_activation == "hardtanh" else nn.ReLU(inplace=True)
+            self.blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, channels, kernel, stride, padding),
+                    nn.BatchNorm2d(channels) if dims.conv_norm else nn.Identity(),
+                    act,
+                )
+            )
+            self.time_geometry.append((kernel[1], stride[1], padding[1]))
+            n_freq = (n_freq + 2 * padding[0] - kernel[0]) // stride[0] + 1
+            in_channels = channels
+        self.n_output = in_channels * n_freq if self.blocks else dims.n_input
+
+    def output_lengths(self, n_frames: torch.Tensor) -> torch.Tensor:
+        for kernel, stride, padding in self.time_geometry:
+            n_frames = torch.div(n_frames + 2 * padding - kernel, stride, rounding_mode="floor") + 1
+        return n_frames
+
+    def forward(self, feats: torch.Tensor, n_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.blocks:
+            return feats, n_frames
+        x = feats.transpose(1, 2).unsqueeze(1)  # (batch, 1, freq, time)
+        for block, (kernel, stride, padding) in zip(self.blocks, self.time_geometry):
+            x = block(x)
+            n_frames = torch.div(n_frames + 2 * padding - kernel, stride, rounding_mode="floor") + 1
+            # Zero the padded frames so the next kernel sees what it would see on the utterance alone.
+            x = x * frame_mask(n_frames, x.shape[-1])[:, None, None, :]
+        batch, channels, n_freq, time = x.shape
+        return x.reshape(batch, channels * n_freq, time).transpose(1, 2), n_frames
+
+
+class RecurrentLayer(nn.Module):
+    """(optional norm + dropout) -> LSTM/GRU -> (direction sum) -> (projection), on packed data."""
+
+    def __init__(self, n_input: int, dims: ModelDims, first: bool):
+        super().__init__()
+        rnn = nn.LSTM if dims.rnn_type == "lstm" else nn.GRU
+        self.norm = _norm("none" if first else dims.layer_norm, n_input)
+        self.dropout = nn.Dropout(0.0 if first else dims.dropout)
+        self.rnn = rnn(n_input, dims.hidden, batch_first=True, bidirectional=dims.bidirectional)
+        self.sum_directions = dims.sum_directions and dims.bidirectional
+        n_rnn_out = dims.hidden * (2 if dims.bidirectional and not self.sum_directions else 1)
+        self.projection = nn.Linear(n_rnn_out, dims.projection) if dims.projection else nn.Identity()
+        self.n_output = dims.projection or n_rnn_out
+
+    def forward(self, packed: PackedSequence) -> PackedSequence:
+        packed = _map_packed(packed, lambda data: self.dropout(self.norm(data)))
+        packed, _ = self.rnn(packed)
+        if self.sum_directions:
+            packed = _map_packed(packed, lambda data: data.view(data.shape[0], 2, -1).sum(1))
+        return _map_packed(packed, self.projection)
+
+
+def _map_packed(packed: PackedSequence, fn) -> PackedSequence:
+    return PackedSequence(fn(packed.data), packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+
+
+class CTCModel(nn.Module):
+    """Normalised features `(batch, frames, n_input)` -> log-probabilities `(batch, frames', n_tokens)`."""
+
+    def __init__(self, dims: ModelDims):
+        super().__init__()
+        self.dims = dims
+        self.front_end = ConvFrontEnd(dims)
+        layers, n_input = [], self.front_end.n_output
+        for i in range(dims.n_layers):
+            layers.append(RecurrentLayer(n_input, dims, first=i == 0))
+            n_input = layers[-1].n_output
+        self.layers = nn.ModuleList(layers)
+        self.output_norm = _norm(dims.output_norm, n_input)
+        self.output = nn.Linear(n_input, dims.n_tokens, bias=dims.output_bias)
+
+    def output_lengths(self, n_frames: torch.Tensor) -> torch.Tensor:
+        return self.front_end.output_lengths(n_frames)
+
+    def forward(self, feats: torch.Tensor, n_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, n_out = self.front_end(feats, n_frames)
+        packed = pack_padded_sequence(x, n_out.cpu(), batch_first=True, enforce_sorted=False)
+        for layer in self.layers:
+            packed = layer(packed)
+        packed = _map_packed(packed, lambda data: self.output(self.output_norm(data)).float().log_softmax(-1))
+        log_probs, _ = pad_packed_sequence(packed, batch_first=True, total_length=x.shape[1])
+        return log_probs, n_out
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,140 @@
+"""A trained recogniser: features + normalisation + acoustic model + tokenizer, saved as one file.
+
+Checkpoints describe themselves (model dimensions, feature settings, normalisation statistics,
+vocabulary, weights), hold only tensors and plain Python values so they load with
+`torch.load(..., weights_only=True)`, and are written to a temporary file that is then renamed,
+so a kill at any moment leaves either the old file or the new one, never a torn one.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from asr.decoding import Decoder, GreedyDecoder
+from asr.features import FeatureConfig, FeatureExtractor, GlobalNorm, SpecAugment, SpecAugmentConfig
+from asr.model import CTCModel, ModelDims
+from asr.tokenizer import CharTokenizer
+
+FORMAT_VERSION = 1
+
+
+class Recognizer(nn.Module):
+    """waveforms `(batch, samples)` + `n_samples` -> log-probs `(batch, frames, n_tokens)` + `n_frames`."""
+
+    def __init__(
+        self,
+        features: FeatureConfig,
+        dims: ModelDims,
+        tokenizer: CharTokenizer,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        specaugment: SpecAugmentConfig | None = None,
+    ):
+        super().__init__()
+        self.features = features
+        self.tokenizer = tokenizer
+        self.extractor = FeatureExtractor(features)
+        self.norm = GlobalNorm(mean, std)
+        self.specaugment = SpecAugment(specaugment) if specaugment else None
+        self.model = CTCModel(dims)
+
+    @property
+    def dims(self) -> ModelDims:
+        return self.model.dims
+
+    @property
+    def device(self) -> torch.device:
+        return self.norm.mean.device
+
+    def forward(self, waveforms: torch.Tensor, n_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, n_frames = self.extractor(waveforms, n_samples)
+        feats = self.norm(feats, n_frames)
+        if self.specaugment is not None:
+            feats = self.specaugment(feats, n_frames)
+        return self.model(feats, n_frames)
+
+    @torch.no_grad()
+    def transcribe_waveforms(
+        self, waveforms: Sequence[torch.Tensor], decoder: Decoder | None = None
+    ) -> list[str]:
+        """Mono waveforms at `features.sample_rate` -> texts, in one padded batch."""
+        decoder = decoder or GreedyDecoder(self.tokenizer.blank)
+        n_samples = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
+        batch = torch.zeros(len(waveforms), max(int(n_samples.max()), self.features.win_samples))
+        for row, wave in enumerate(waveforms):
+            batch[row, : wave.shape[0]] = torch.as_tensor(wave)
+        log_probs, n_frames = self(batch.to(self.device), n_samples.to(self.device))
+        return [self.tokenizer.decode(ids) for ids in decoder.decode(log_probs, n_frames)]
+
+    def checkpoint(self, **extra) -> dict:
+        """The self-describing dictionary that `save` writes; `extra` adds training state."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "dims": self.dims.to_dict(),
+            "features": self.features.to_dict(),
+            "vocab": list(self.tokenizer.vocab),
+            "norm_mean": self.norm.mean.detach().cpu(),
+            "norm_std": self.norm.std.detach().cpu(),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            **extra,
+        }
+
+    def save(self, path: str | Path, **extra) -> Path:
+        return save_atomic(self.checkpoint(**extra), path)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, specaugment: SpecAugmentConfig | None = None) -> "Recognizer":
+        recognizer = cls(
+            FeatureConfig(**checkpoint["features"]),
+            ModelDims.from_dict(checkpoint["dims"]),
+            CharTokenizer(checkpoint["vocab"]),
+            checkpoint["norm_mean"],
+            checkpoint["norm_std"],
+            specaugment,
+        )
+        recognizer.model.load_state_dict(checkpoint["model"])
+        return recognizer
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be loaded; the message names the file and the reason."""
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({error.__class__.__name__}: {error})") from None
+    if not isinstance(checkpoint, dict) or "dims" not in checkpoint or "vocab" not in checkpoint:
+        raise CheckpointError(f"{path}: not an asr checkpoint (no model dimensions or vocabulary)")
+    return checkpoint
+
+
+def load_recognizer(path: str | Path, device: str | torch.device = "cpu") -> Recognizer:
+    """Rebuild a recogniser from its checkpoint file alone, in eval mode on `device`."""
+    recognizer = Recognizer.from_checkpoint(read_checkpoint(path))
+    return recognizer.to(device).eval()
+
+
+def save_atomic(obj: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

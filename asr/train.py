@@ -1,0 +1,200 @@
+"""train(cfg): the training loop, checkpoints, resume and logging."""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from asr.data import BucketBatchSampler, UtteranceDataset, collate
+from asr.evaluate import ctc_loss, decode_utterances, score
+from asr.features import FeatureConfig, FeatureExtractor, SpecAugmentConfig, StatsAccumulator
+from asr.manifest import Utterance, read_manifest
+from asr.model import ModelDims
+from asr.recognizer import Recognizer, read_checkpoint
+from asr.tokenizer import CharTokenizer
+
+log = logging.getLogger(__name__)
+
+METRICS = ["epoch", "step", "lr", "train_loss", "dev_loss", "dev_cer", "dev_wer", "epoch_seconds",
+           "audio_seconds_per_second", "skipped"]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def estimate_stats(features: FeatureConfig, utterances: list[Utterance], max_utterances: int, seed: int):
+    """Per-bin mean and standard deviation of the features over (a sample of) the training set."""
+    sample = random.Random(seed).sample(utterances, min(max_utterances, len(utterances)))
+    extractor = FeatureExtractor(features)
+    accumulator = StatsAccumulator(features.n_features)
+    dataset = UtteranceDataset(sample, None, features.sample_rate)
+    for utt, audio, _ in tqdm(dataset, desc="feature statistics", unit="utt", leave=False):
+        if audio is not None:
+            feats, n_frames = extractor(audio[None], torch.tensor([audio.shape[0]]))
+            accumulator.add(feats, n_frames)
+    return accumulator.result()
+
+
+def lr_factor(step: int, total_steps: int, warmup_fraction: float, final_ratio: float) -> float:
+    """Linear warm-up to the peak, then cosine decay to `final_ratio` of it."""
+    warmup = max(1, int(warmup_fraction * total_steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict | None) -> Recognizer:
+    features = FeatureConfig(**cfg.features)
+    specaugment = SpecAugmentConfig(**cfg.specaugment) if cfg.specaugment.enabled else None
+    if resume is not None:
+        return Recognizer.from_checkpoint(resume, specaugment)
+    tokenizer = CharTokenizer.build(u.text for u in train_utts)
+    mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed)
+    model_values = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
+    dims = ModelDims(n_input=features.n_features, n_tokens=len(tokenizer), **model_values)
+    return Recognizer(features, dims, tokenizer, mean, std, specaugment)
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train as `cfg` says; returns the path of the best checkpoint (by dev WER)."""
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = pick_device(cfg.device)
+
+    train_utts = read_manifest(cfg.data.train)
+    dev_utts = read_manifest(cfg.data.dev) if cfg.data.get("dev") else []
+    resume = read_checkpoint(cfg.train.resume) if cfg.train.resume else None
+    if resume is not None and "optimizer" not in resume:
+        raise ValueError(f"{cfg.train.resume}: holds no training state to resume from")
+    recognizer = build_recognizer(cfg, train_utts, resume).to(device)
+    log.info("model: %s, %.2f M parameters", cfg.model.name, recognizer.model.n_parameters() / 1e6)
+
+    o = cfg.optim
+    optimizer = torch.optim.AdamW(
+        recognizer.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
+        fused=device.type == "cuda",
+    )
+    sampler = BucketBatchSampler(
+        [u.duration for u in train_utts], cfg.train.max_batch_seconds, cfg.train.max_batch, True, cfg.seed
+    )
+    total_steps = cfg.train.epochs * len(sampler)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, o.warmup_fraction, o.final_lr_ratio)
+    )
+    start_epoch, step, best_wer = 0, 0, float("inf")
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        start_epoch, step, best_wer = resume["epoch"] + 1, resume["step"], resume["best_wer"]
+        log.info("resuming from %s after epoch %d", cfg.train.resume, resume["epoch"] + 1)
+
+    dataset = UtteranceDataset(train_utts, recognizer.tokenizer, recognizer.features.sample_rate)
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.train.num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=cfg.train.num_workers > 0,
+    )
+    autocast = _autocast(device, cfg.train.precision)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.precision == "fp16")
+    writer = _tensorboard(out_dir)
+    config_dict = OmegaConf.to_container(cfg, resolve=True)
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        sampler.set_epoch(epoch)
+        recognizer.train()
+        started, audio_seconds, loss_sum, n_utts, n_skipped = time.time(), 0.0, 0.0, 0, 0
+        progress = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", leave=False)
+        for batch in progress:
+            n_skipped += batch.n_skipped
+            if not batch.utterances:
+                continue
+            waveforms, n_samples = batch.waveforms.to(device, non_blocking=True), batch.n_samples.to(device)
+            with autocast:
+                log_probs, n_frames = recognizer(waveforms, n_samples)
+            loss = ctc_loss(log_probs.float(), n_frames, batch.targets.to(device), batch.n_targets.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss / len(batch.utterances)).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(recognizer.model.parameters(), cfg.train.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            loss_sum += float(loss)
+            n_utts += len(batch.utterances)
+            audio_seconds += sum(u.duration for u in batch.utterances)
+            progress.set_postfix(loss=f"{loss_sum / n_utts:.3f}", audio_s_per_s=f"{audio_seconds / (time.time() - started):.0f}")
+        epoch_seconds = time.time() - started
+        row = {
+            "epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0],
+            "train_loss": loss_sum / max(1, n_utts), "epoch_seconds": round(epoch_seconds, 2),
+            "audio_seconds_per_second": round(audio_seconds / epoch_seconds, 1), "skipped": n_skipped,
+        }
+        if n_skipped:
+            log.warning("epoch %d: skipped %d utterance(s) whose audio could not be read", epoch + 1, n_skipped)
+        if dev_utts:
+            dev = score(dev_utts, decode_utterances(recognizer, dev_utts, max_batch_seconds=cfg.train.max_batch_seconds))
+            row.update(dev_loss=dev["loss"], dev_cer=dev["cer"], dev_wer=dev["wer"])
+        _log_metrics(out_dir, row, writer)
+        log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        # Without a dev set the latest model is the best one we know of.
+        is_best = not dev_utts or row["dev_wer"] <= best_wer
+        if dev_utts:
+            best_wer = min(best_wer, row["dev_wer"])
+        state = dict(
+            epoch=epoch, step=step, best_wer=best_wer, metrics=row, config=config_dict,
+            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+        )
+        recognizer.save(out_dir / "last.pt", **state)
+        if is_best:
+            recognizer.save(out_dir / "best.pt", epoch=epoch, metrics=row, config=config_dict)
+    if writer is not None:
+        writer.close()
+    best = out_dir / "best.pt"
+    return best if best.exists() else out_dir / "last.pt"
+
+
+def _autocast(device: torch.device, precision: str):
+    if device.type != "cuda" or precision == "fp32":
+        return nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+def _log_metrics(out_dir: Path, row: dict, writer) -> None:
+    path = out_dir / "metrics.csv"
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=METRICS)
+        if new:
+            w.writeheader()
+        w.writerow({k: row.get(k, "") for k in METRICS})
+    if writer is not None:
+        for key, value in row.items():
+            if key not in ("epoch", "step") and isinstance(value, (int, float)):
+                writer.add_scalar(key, value, row["epoch"])
+        writer.flush()
