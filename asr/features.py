@@ -57,9 +57,9 @@ class FeatureExtractor(nn.Module):
         if config.kind == "spectrogram":
             self.transform = T.Spectrogram(power=1.0, **common)
         else:
-            mel = dict(sample_rate=config.sample_rate, n_mels=config.n_mels, **common)
+            mel = dict(n_mels=config.n_mels, **common)
             if config.kind == "fbank":
-                self.transform = T.MelSpectrogram(**mel)
+                self.transform = T.MelSpectrogram(config.sample_rate, **mel)
             else:
                 self.transform = T.MFCC(config.sample_rate, config.n_mfcc, log_mels=True, melkwargs=mel)
 

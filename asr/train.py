@@ -58,7 +58,8 @@ def lr_factor(step: int, total_steps: int, warmup_fraction: float, final_ratio: 
 
 def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict | None) -> Recognizer:
     features = FeatureConfig(**cfg.features)
-    specaugment = SpecAugmentConfig(**cfg.specaugment) if cfg.specaugment.enabled else None
+    values = {k: v for k, v in cfg.specaugment.items() if k != "enabled"}
+    specaugment = SpecAugmentConfig(**values) if cfg.specaugment.enabled else None
     if resume is not None:
         return Recognizer.from_checkpoint(resume, specaugment)
     tokenizer = CharTokenizer.build(u.text for u in train_utts)
@@ -137,7 +138,7 @@ def train(cfg: DictConfig) -> Path:
             scaler.update()
             scheduler.step()
             step += 1
-            loss_sum += float(loss)
+            loss_sum += float(loss.detach())
             n_utts += len(batch.utterances)
             audio_seconds += sum(u.duration for u in batch.utterances)
             progress.set_postfix(loss=f"{loss_sum / n_utts:.3f}", audio_s_per_s=f"{audio_seconds / (time.time() - started):.0f}")

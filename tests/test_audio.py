@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.audio import AudioError, audio_info, load_audio
+from conftest import tone, write_corrupt, write_empty, write_tone
+
+
+@pytest.mark.parametrize(
+    "name, fmt",
+    [("a.wav", {}), ("a.flac", {}), ("a.ogg", {"format": "OGG", "subtype": "VORBIS"}),
+     ("a.sph", {"format": "NIST", "subtype": "PCM_16"}), ("a.mp3", {"format": "MP3"})],
+)
+def test_reads_every_libsndfile_format_as_mono_float32(tmp_path, name, fmt):
+    path = write_tone(tmp_path / name, 0.5, **fmt)
+    audio = load_audio(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(audio.shape[0] - 8000) < 1200  # lossy codecs may pad a little
+    assert 0.1 < np.abs(audio).max() <= 1.0
+
+
+def test_downmixes_and_resamples(tmp_path):
+    left = tone(1.0, 44100, 440.0)
+    stereo = np.stack([left, np.zeros_like(left)], axis=1)
+    sf.write(str(tmp_path / "s.wav"), stereo, 44100)
+    audio = load_audio(tmp_path / "s.wav", 16000)
+    assert audio.shape == (16000,)
+    assert 0.12 < np.abs(audio).max() < 0.2  # the mean of a 0.3 tone and silence
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) * 16000 / len(audio) - 440) < 5
+
+
+def test_segment_selection(tmp_path):
+    path = write_tone(tmp_path / "t.wav", 2.0)
+    assert load_audio(path, start=0.5, duration=1.0).shape == (16000,)
+    assert load_audio(path, start=1.5).shape == (8000,)
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda p: p, "no such file"),
+    (write_corrupt, "unreadable audio"),
+    (write_empty, "no audio samples"),
+])
+def test_bad_files_raise_naming_file_and_reason(tmp_path, make, reason):
+    path = make(tmp_path / "bad.wav")
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    assert str(path) in str(info.value) and reason in str(info.value)
+    with pytest.raises(AudioError, match=reason):
+        audio_info(path)
+
+
+def test_info_gives_duration(tmp_path):
+    assert audio_info(write_tone(tmp_path / "t.flac", 1.25)) == (1.25, 16000)

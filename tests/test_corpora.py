@@ -1,0 +1,130 @@
+import json
+import logging
+import tarfile
+
+import pytest
+
+from asr.cli import main
+from asr.corpora.an4 import clean_an4_text, prepare_an4
+from asr.corpora.kaldi import KaldiDataError, prepare_kaldi
+from asr.manifest import read_manifest
+from conftest import write_corrupt, write_empty, write_tone
+
+SPEAKERS = ["fash", "fbbh", "mcen", "mdxn", "mjgk"]
+
+
+def make_an4(root, ext=".wav", fmt=None):
+    """A tiny AN4 copy: 5 training speakers x 2 utterances, 1 test speaker; as CMU lays it out."""
+    etc = root / "etc"
+    etc.mkdir(parents=True)
+    train_ids, train_lines = [], []
+    for spk in SPEAKERS:
+        for n in (1, 2):
+            utt = f"an{n}-{spk}-b"
+            train_ids.append(f"an4_clstk/{spk}/{utt}")
+            train_lines.append(f"<s> YES {spk.upper()} </s> ({utt})")
+            write_tone(root / "wav" / "an4_clstk" / spk / f"{utt}{ext}", 0.4, **(fmt or {}))
+    (etc / "an4_train.fileids").write_text("\n".join(train_ids) + "\n")
+    (etc / "an4_train.transcription").write_text("\n".join(train_lines) + "\n")
+    write_tone(root / "wav" / "an4test_clstk" / "fcaw" / f"an406-fcaw-b{ext}", 0.4, **(fmt or {}))
+    (etc / "an4_test.fileids").write_text("an4test_clstk/fcaw/an406-fcaw-b\n")
+    (etc / "an4_test.transcription").write_text("RUBOUT G M E F THREE NINE (an406-fcaw-b)\n")
+    return root
+
+
+def test_clean_text():
+    assert clean_an4_text("<s> YES </s> (an251-fash-b)") == "YES"
+    assert clean_an4_text("RUBOUT G M E (an406-fcaw-b)") == "RUBOUT G M E"
+
+
+def test_wav_layout_gives_three_manifests_with_dev_by_speaker(tmp_path):
+    src = make_an4(tmp_path / "an4")
+    splits = prepare_an4(src, tmp_path / "out", dev_speakers=0.2)
+    train, dev, test = (read_manifest(tmp_path / "out" / f"{n}.jsonl") for n in ("train", "dev", "test"))
+    assert (len(train), len(dev), len(test)) == (8, 2, 1)
+    assert {u.speaker for u in train}.isdisjoint({u.speaker for u in dev})
+    assert test[0].text == "RUBOUT G M E F THREE NINE" and test[0].speaker == "fcaw"
+    assert abs(train[0].duration - 0.4) < 1e-6
+    assert splits["train"] == train
+    assert all(u.text.startswith("YES ") for u in train + dev)
+
+
+def test_sphere_layout_and_archive(tmp_path):
+    src = make_an4(tmp_path / "src" / "an4", ".sph", {"format": "NIST", "subtype": "PCM_16"})
+    archive = tmp_path / "an4_sphere.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="an4")
+    prepare_an4(archive, tmp_path / "out")
+    test = read_manifest(tmp_path / "out" / "test.jsonl")
+    assert test[0].audio.endswith(".sph") and test[0].duration == pytest.approx(0.4)
+    prepare_an4(tmp_path / "src", tmp_path / "out2")  # the unpacked folder, one level up
+    assert len(read_manifest(tmp_path / "out2" / "train.jsonl")) + len(read_manifest(tmp_path / "out2" / "dev.jsonl")) == 10
+
+
+def test_missing_and_empty_are_reported_and_left_out(tmp_path, caplog):
+    src = make_an4(tmp_path / "an4")
+    (src / "wav" / "an4_clstk" / "fash" / "an1-fash-b.wav").unlink()
+    write_corrupt(src / "wav" / "an4_clstk" / "fbbh" / "an1-fbbh-b.wav")
+    lines = (src / "etc" / "an4_train.transcription").read_text().replace("YES MCEN </s> (an2", "</s> (an2")
+    (src / "etc" / "an4_train.transcription").write_text(lines)
+    with caplog.at_level(logging.WARNING):
+        splits = prepare_an4(src, tmp_path / "out", dev_speakers=0.2)
+    kept = {u.id for u in splits["train"] + splits["dev"]}
+    assert len(kept) == 7 and not kept & {"an1-fash-b", "an1-fbbh-b", "an2-mcen-b"}
+    assert "no such file: an1-fash-b" in caplog.text
+    assert "unreadable audio: an1-fbbh-b" in caplog.text
+    assert "empty text: an2-mcen-b" in caplog.text
+
+
+def test_not_an_an4_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="an4_train.transcription"):
+        prepare_an4(tmp_path, tmp_path / "out")
+
+
+def make_kaldi(tmp_path):
+    audio = tmp_path / "audio"
+    write_tone(audio / "a.wav", 1.0)
+    write_tone(audio / "b.flac", 0.5)
+    write_corrupt(audio / "c.wav")
+    write_empty(audio / "d.wav")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "wav.scp").write_text("a a.wav\nb b.flac\nc c.wav\nd d.wav\ne missing.wav\nf a.wav\n")
+    (data / "text").write_text("a HELLO WORLD\nb GOOD\nc BAD\nd EMPTY AUDIO\ne MISSING\nf\n")
+    (data / "utt2spk").write_text("a s1\nb s2\nc s1\nd s1\ne s2\nf s2\n")
+    return data, audio
+
+
+def test_kaldi_relative_paths_resolve_against_audio_root(tmp_path, caplog):
+    data, audio = make_kaldi(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        utts = prepare_kaldi(data, audio_root=audio)
+    assert [(u.id, u.speaker, u.text) for u in utts] == [("a", "s1", "HELLO WORLD"), ("b", "s2", "GOOD")]
+    assert utts[0].audio == str((audio / "a.wav").resolve()) and utts[1].duration == 0.5
+    for reason, ids in [("unreadable audio", "c"), ("no audio samples", "d"), ("no such file", "e"), ("empty text", "f")]:
+        assert f"{reason}: {ids}" in caplog.text
+
+
+def test_kaldi_segments(tmp_path):
+    data, audio = make_kaldi(tmp_path)
+    (data / "segments").write_text("a1 a 0.0 0.4\na2 a 0.5 1.0\nbad a 2.0 3.0\n")
+    (data / "text").write_text("a1 FIRST\na2 SECOND\nbad BEYOND THE END\n")
+    utts = prepare_kaldi(data, audio_root=audio)
+    assert [(u.id, u.start, u.duration) for u in utts] == [("a1", 0.0, 0.4), ("a2", 0.5, 0.5)]
+
+
+def test_kaldi_pipe_is_refused(tmp_path):
+    data, audio = make_kaldi(tmp_path)
+    (data / "wav.scp").write_text("a a.wav\nb sox b.flac -t wav - |\n")
+    with pytest.raises(KaldiDataError, match=r"wav.scp:2: 'b' is a shell pipe.*never run"):
+        prepare_kaldi(data, audio_root=audio)
+
+
+def test_kaldi_cli(tmp_path, capsys):
+    data, audio = make_kaldi(tmp_path)
+    out = tmp_path / "m.jsonl"
+    assert main(["prepare", "kaldi", "--src", str(data), "--out", str(out), "--audio-root", str(audio)]) == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b"]
+    (data / "wav.scp").write_text("a cat a.wav |\n")
+    assert main(["prepare", "kaldi", "--src", str(data), "--out", str(out)]) == 2
+    assert "shell pipe" in capsys.readouterr().err

@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from asr.features import (
+    FeatureConfig, FeatureExtractor, GlobalNorm, SpecAugment, SpecAugmentConfig, StatsAccumulator, frame_mask,
+)
+from conftest import tone
+
+
+@pytest.mark.parametrize("kind, n_features", [("fbank", 80), ("mfcc", 40), ("spectrogram", 161)])
+def test_shapes_and_frame_counts(kind, n_features):
+    config = FeatureConfig(kind=kind, win_ms=20.0 if kind == "spectrogram" else 25.0)
+    assert config.n_features == n_features
+    waves = torch.from_numpy(tone(1.0))[None].repeat(2, 1)
+    feats, n_frames = FeatureExtractor(config)(waves, torch.tensor([16000, 8000]))
+    expected = [(16000 - config.win_samples) // 160 + 1, (8000 - config.win_samples) // 160 + 1]
+    assert feats.shape == (2, expected[0], n_features)
+    assert n_frames.tolist() == expected
+    assert torch.isfinite(feats).all()
+
+
+def test_padding_never_changes_a_valid_frame():
+    extractor = FeatureExtractor(FeatureConfig())
+    short = torch.from_numpy(tone(0.37, seed=1))
+    alone, n_alone = extractor(short[None], torch.tensor([short.shape[0]]))
+    padded = torch.zeros(2, 16000)
+    padded[0, : short.shape[0]] = short
+    padded[1] = torch.from_numpy(tone(1.0, seed=2))
+    batch, n_batch = extractor(padded, torch.tensor([short.shape[0], 16000]))
+    assert n_batch[0] == n_alone[0]
+    torch.testing.assert_close(batch[0, : n_alone[0]], alone[0])
+
+
+def test_global_norm_from_valid_frames_only():
+    feats = torch.randn(2, 50, 4) * 3 + 5
+    n_frames = torch.tensor([50, 20])
+    feats[1, 20:] = 1000.0  # padding must not leak into the statistics
+    stats = StatsAccumulator(4)
+    stats.add(feats, n_frames)
+    mean, std = stats.result()
+    valid = torch.cat([feats[0], feats[1, :20]])
+    torch.testing.assert_close(mean, valid.mean(0))
+    torch.testing.assert_close(std, valid.std(0, unbiased=False), rtol=1e-4, atol=1e-4)
+    normed = GlobalNorm(mean, std)(feats, n_frames)
+    assert normed[1, 20:].abs().sum() == 0
+    assert abs(float(torch.cat([normed[0], normed[1, :20]]).mean())) < 1e-4
+
+
+def test_specaugment_masks_in_training_only_and_inside_the_utterance():
+    torch.manual_seed(0)
+    augment = SpecAugment(SpecAugmentConfig(freq_masks=2, freq_width=10, time_masks=2, time_ratio=0.2))
+    feats = torch.ones(4, 100, 40)
+    n_frames = torch.tensor([100, 60, 30, 10])
+    augment.train()
+    masked = augment(feats, n_frames)
+    assert (masked == 0).any()
+    zero_bins = (masked == 0).all(dim=1)  # (batch, bins) wholly masked bands
+    assert zero_bins.sum(1).max() <= 20
+    for row, n in enumerate(n_frames.tolist()):
+        zero_frames = (masked[row] == 0).all(dim=1)
+        assert zero_frames.sum() <= 2 * int(n * 0.2)
+    augment.eval()
+    assert torch.equal(augment(feats, n_frames), feats)
+
+
+def test_frame_mask():
+    assert frame_mask(torch.tensor([2, 0, 3]), 3).tolist() == [[True, True, False], [False] * 3, [True] * 3]

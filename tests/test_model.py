@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from asr.model import CTCModel, ModelDims
+
+SMALL = dict(n_input=40, n_tokens=12, conv_channels=(4, 4), n_layers=2, hidden=16)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(rnn_type="gru"),
+    dict(rnn_type="lstm", sum_directions=True, layer_norm="batch", output_norm="batch", conv_activation="hardtanh"),
+    dict(rnn_type="lstm", bidirectional=False, projection=8, layer_norm="layer", dropout=0.3),
+])
+def test_an_utterance_gives_the_same_output_alone_and_padded_in_a_batch(overrides):
+    torch.manual_seed(0)
+    model = CTCModel(ModelDims(**{**SMALL, **overrides})).eval()
+    lengths = torch.tensor([97, 40, 13])
+    feats = torch.randn(3, 97, 40)
+    for row, n in enumerate(lengths):
+        feats[row, n:] = 0  # padded frames arrive as zeros from GlobalNorm
+    batch_out, batch_n = model(feats, lengths)
+    for row, n in enumerate(lengths.tolist()):
+        alone, alone_n = model(feats[row : row + 1, :n], lengths[row : row + 1])
+        assert alone_n[0] == batch_n[row]
+        torch.testing.assert_close(batch_out[row, : batch_n[row]], alone[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("strides, factor", [(((2, 2), (2, 2)), 4), (((2, 2), (2, 1)), 2)])
+def test_subsampling_and_output_lengths(strides, factor):
+    dims = ModelDims(**{**SMALL, "conv_strides": strides})
+    model = CTCModel(dims).eval()
+    assert dims.subsampling == factor
+    n_frames = torch.tensor([100, 37])
+    out, n_out = model(torch.randn(2, 100, 40), n_frames)
+    assert out.shape == (2, n_out.max(), 12)
+    assert n_out.tolist() == [-(-100 // factor), -(-37 // factor)]
+    assert torch.allclose(out[0].exp().sum(-1), torch.ones(out.shape[1]), atol=1e-4)
+    assert model.output_lengths(n_frames).tolist() == n_out.tolist()
+
+
+def test_ds2_has_the_deepspeech_pytorch_size():
+    from asr.config import compose_config
+    from asr.features import FeatureConfig
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(["model=ds2"])
+    features = FeatureConfig(**cfg.features)
+    values = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
+    model = CTCModel(ModelDims(n_input=features.n_features, n_tokens=29, **values))
+    assert features.n_features == 161
+    assert model.front_end.n_output == 32 * 41
+    assert abs(model.n_parameters() - 86.6e6) / 86.6e6 < 0.01
+
+
+def test_dims_round_trip_and_validation():
+    dims = ModelDims(**SMALL)
+    assert ModelDims.from_dict(dims.to_dict()) == dims
+    with pytest.raises(ValueError, match="rnn_type"):
+        ModelDims(**{**SMALL, "rnn_type": "transformer"})

@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from asr.decoding import GreedyDecoder, make_decoder
+from asr.metrics import error_rates, normalize_text, utterance_wer
+from asr.tokenizer import BLANK, CharTokenizer
+
+
+def test_tokenizer_round_trip():
+    tok = CharTokenizer.build(["HELLO WORLD", "IT'S"])
+    assert tok.vocab[0] == BLANK and tok.blank == 0
+    assert tok.vocab[1:] == sorted(set("HELLO WORLDIT'S"))
+    assert tok.decode(tok.encode("HELLO IT'S")) == "HELLO IT'S"
+    assert tok.encode("H?") == tok.encode("H")  # unknown characters are dropped
+    with pytest.raises(ValueError):
+        CharTokenizer(["A", "B"])
+
+
+def test_greedy_merges_repeats_drops_blanks_and_respects_lengths():
+    frames = [[1, 1, 0, 1, 2, 2, 0, 0, 3], [2, 0, 2, 2, 3, 3, 3, 3, 3]]
+    log_probs = torch.full((2, 9, 4), -10.0)
+    for row, ids in enumerate(frames):
+        for t, token in enumerate(ids):
+            log_probs[row, t, token] = 0.0
+    decoded = GreedyDecoder(0).decode(log_probs, torch.tensor([9, 4]))
+    assert decoded == [[1, 1, 2, 3], [2, 2]]
+    with pytest.raises(ValueError, match="unknown decoder"):
+        make_decoder("oracle")
+
+
+def test_error_rates():
+    assert normalize_text("  hello,   World! it's ") == "HELLO WORLD IT'S"
+    counts = error_rates(["A B C D", "E F"], ["a x c", "e f g"])
+    # one substitution, one deletion, one insertion over six reference words
+    assert (counts.substitutions, counts.deletions, counts.insertions, counts.n_ref_words) == (1, 1, 1, 6)
+    assert counts.wer == pytest.approx(50.0)
+    assert error_rates(["ABC"], ["ABD"]).cer == pytest.approx(100 / 3)
+    assert utterance_wer("A B", "") == 100.0
+    with pytest.raises(ValueError):
+        error_rates([""], ["A"])
