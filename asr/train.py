@@ -73,6 +73,8 @@ def train(cfg: DictConfig) -> Path:
     """Train as `cfg` says; returns the path of the best checkpoint (by dev WER)."""
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".*.pt.*.tmp"):  # left by a kill during a save
+        stale.unlink()
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -153,7 +155,6 @@ def train(cfg: DictConfig) -> Path:
         if dev_utts:
             dev = score(dev_utts, decode_utterances(recognizer, dev_utts, max_batch_seconds=cfg.train.max_batch_seconds))
             row.update(dev_loss=dev["loss"], dev_cer=dev["cer"], dev_wer=dev["wer"])
-        _log_metrics(out_dir, row, writer)
         log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         # Without a dev set the latest model is the best one we know of.
         is_best = not dev_utts or row["dev_wer"] <= best_wer
@@ -166,6 +167,8 @@ def train(cfg: DictConfig) -> Path:
         recognizer.save(out_dir / "last.pt", **state)
         if is_best:
             recognizer.save(out_dir / "best.pt", epoch=epoch, metrics=row, config=config_dict)
+        # After the checkpoint, so that a resumed run never logs an epoch twice.
+        _log_metrics(out_dir, row, writer)
     if writer is not None:
         writer.close()
     best = out_dir / "best.pt"

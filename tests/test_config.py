@@ -1,0 +1,38 @@
+"""Every config composes, and what it composes builds."""
+import pytest
+from omegaconf import OmegaConf
+
+from asr.config import compose_config, config_dir
+from asr.features import FeatureConfig
+from asr.model import ModelDims
+
+
+def group_options(group):
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+CASES = [[]]
+for group in ("data", "features", "model", "optim", "experiment"):
+    CASES += [[f"{group}={option}"] for option in group_options(group)]
+
+
+@pytest.mark.parametrize("overrides", CASES, ids=lambda o: o[0] if o else "defaults")
+def test_every_config_composes_and_builds_its_parts(overrides):
+    cfg = compose_config(overrides)
+    features = FeatureConfig(**cfg.features)
+    values = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
+    dims = ModelDims(n_input=features.n_features, n_tokens=29, **values)
+    assert dims.subsampling in (2, 4)
+    assert cfg.optim.lr > 0 and cfg.train.epochs > 0
+    assert cfg.out_dir
+
+
+def test_every_group_has_options():
+    for group in ("data", "features", "model", "optim", "experiment"):
+        assert group_options(group)
+    assert {"compact", "ds2"} <= set(group_options("model"))
+    assert {"an4_cpu", "an4_gpu"} <= set(group_options("experiment"))
+
+
+def test_ds2_selects_the_linear_spectrogram():
+    assert compose_config(["model=ds2"]).features.kind == "spectrogram"

@@ -1,0 +1,49 @@
+import torch
+
+from asr.data import BucketBatchSampler, UtteranceDataset, collate
+from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
+from asr.tokenizer import CharTokenizer
+from conftest import write_corrupt, write_tone
+
+import pytest
+
+
+def test_bucket_sampler_respects_budget_and_covers_everything():
+    durations = [0.5 + (i * 7 % 23) / 4 for i in range(200)]
+    sampler = BucketBatchSampler(durations, max_seconds=30, max_batch=16, seed=3)
+    batches = sampler.batches()
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    for batch in batches:
+        assert len(batch) <= 16
+        assert len(batch) == 1 or len(batch) * max(durations[i] for i in batch) <= 30
+    sampler.set_epoch(1)
+    assert sampler.batches() != batches  # a new order every epoch
+    sampler.set_epoch(0)
+    assert sampler.batches() == batches  # and the same order for the same epoch
+    ordered = BucketBatchSampler(durations, 30, shuffle=False).batches()
+    flat = [durations[i] for b in ordered for i in b]
+    assert flat == sorted(flat)
+
+
+def test_unreadable_audio_is_skipped_and_counted(tmp_path):
+    good = write_tone(tmp_path / "good.wav", 0.3)
+    bad = write_corrupt(tmp_path / "bad.wav")
+    utts = [Utterance("g", str(good), 0.3, "AB"), Utterance("b", str(bad), 0.3, "BA"),
+            Utterance("m", str(tmp_path / "missing.wav"), 0.3, "A")]
+    dataset = UtteranceDataset(utts, CharTokenizer.build(["AB"]), 16000)
+    batch = collate([dataset[i] for i in range(3)])
+    assert batch.n_skipped == 2 and [u.id for u in batch.utterances] == ["g"]
+    assert batch.waveforms.shape == (1, 4800) and batch.targets.tolist() == [1, 2]
+    assert batch.n_targets.tolist() == [2]
+
+
+def test_manifest_round_trip_and_errors(tmp_path):
+    utts = [Utterance("a", "/x/a.wav", 1.5, "HI", "s1"), Utterance("b", "/x/b.wav", 0.5, "YO", "s2", start=2.0)]
+    path = write_manifest(utts, tmp_path / "m.jsonl")
+    assert read_manifest(path) == utts
+    assert not list(tmp_path.glob(".*tmp"))
+    path.write_text('{"id": "a", "audio": "x.wav"}\n')
+    with pytest.raises(ManifestError, match=r"m.jsonl:1: bad manifest line"):
+        read_manifest(path)
+    with pytest.raises(ManifestError, match="no such manifest"):
+        read_manifest(tmp_path / "none.jsonl")

@@ -1,0 +1,94 @@
+"""Overfit a few real AN4 utterances, then evaluate and transcribe them through the CLI."""
+import json
+
+import pytest
+
+from asr.cli import main
+from asr.manifest import Utterance, write_manifest
+from conftest import write_corrupt, write_empty
+
+OVERFIT = ["device=cpu", "model=compact", "model.conv_channels=[16,16]", "model.n_layers=2",
+           "model.hidden=128", "model.dropout=0.0", "specaugment.enabled=false", "optim.lr=3e-3",
+           "optim.warmup_fraction=0.05", "train.max_batch=6", "train.epochs=120"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, request):
+    from conftest import AN4_FIXTURE
+
+    tmp = tmp_path_factory.mktemp("overfit")
+    rows = [line.split(" ", 1) for line in (AN4_FIXTURE / "text").read_text().splitlines()]
+    import soundfile as sf
+
+    utts = []
+    for utt_id, text in rows:
+        path = AN4_FIXTURE / f"{utt_id}.flac"
+        utts.append(Utterance(utt_id, str(path), sf.info(str(path)).duration, text))
+    manifest = write_manifest(utts, tmp / "an4.jsonl")
+    args = ["train", f"data.train={manifest}", f"data.dev={manifest}", f"out_dir={tmp / 'exp'}", *OVERFIT]
+    assert main(args) == 0
+    return tmp, manifest, utts
+
+
+@pytest.mark.slow
+def test_overfits_real_speech_then_evaluates_through_the_cli(trained, capsys):
+    tmp, manifest, utts = trained
+    report_path = tmp / "report.json"
+    assert main(["evaluate", "--model", str(tmp / "exp" / "best.pt"), "--manifest", str(manifest),
+                 "--report", str(report_path), "--device", "cpu"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["utterances"] == 6 and report["cer"] < 10.0
+    assert len(report["hypotheses"]) == 6 and {"substitutions", "deletions", "insertions"} <= set(report)
+    assert "WER" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_evaluate_skips_and_counts_unreadable_audio(trained, tmp_path, capsys):
+    tmp, manifest, utts = trained
+    bad = [Utterance("corrupt", str(write_corrupt(tmp_path / "c.wav")), 1.0, "YES"),
+           Utterance("empty", str(write_empty(tmp_path / "e.wav")), 1.0, "NO"),
+           Utterance("missing", str(tmp_path / "m.wav"), 1.0, "GO")]
+    mixed = write_manifest(utts + bad, tmp_path / "mixed.jsonl")
+    report_path = tmp_path / "r.json"
+    assert main(["evaluate", "--model", str(tmp / "exp" / "best.pt"), "--manifest", str(mixed),
+                 "--report", str(report_path), "--device", "cpu"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["utterances"] == 6 and report["skipped"] == 3
+    assert "skipped 3 utterance(s)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_transcribe_prints_text_and_names_each_bad_file(trained, tmp_path, capsys):
+    tmp, manifest, utts = trained
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_corrupt(folder / "corrupt.wav")
+    write_empty(folder / "empty.wav")
+    (folder / "notes.txt").write_text("not audio")  # folders yield audio files only
+    good = utts[0]
+    exit_code = main(["transcribe", "--model", str(tmp / "exp" / "best.pt"), "--device", "cpu",
+                      good.audio, str(folder), str(tmp_path / "missing.wav"), utts[1].audio])
+    out, err = capsys.readouterr()
+    assert exit_code == 1
+    lines = out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [good.audio, utts[1].audio]
+    texts = [line.split("\t")[1] for line in lines]
+    assert sum(a != b for a, b in zip(texts[0] + texts[1], good.text + utts[1].text)) <= 3
+    assert f"{folder / 'corrupt.wav'}: unreadable audio" in err
+    assert f"{folder / 'empty.wav'}: no audio samples" in err
+    assert f"{tmp_path / 'missing.wav'}: no such file" in err
+    assert "notes.txt" not in err
+
+
+@pytest.mark.slow
+def test_transcribe_exit_code_is_zero_when_all_succeed(trained, capsys):
+    tmp, manifest, utts = trained
+    assert main(["transcribe", "--model", str(tmp / "exp" / "best.pt"), "--device", "cpu", utts[2].audio]) == 0
+    assert capsys.readouterr().out.startswith(utts[2].audio)
+
+
+def test_a_bad_checkpoint_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["transcribe", "--model", str(bad), "x.wav"]) == 2
+    assert f"{bad}: not a loadable checkpoint" in capsys.readouterr().err
