@@ -9,7 +9,7 @@ from conftest import write_corrupt, write_empty
 
 OVERFIT = ["device=cpu", "model=compact", "model.conv_channels=[16,16]", "model.n_layers=2",
            "model.hidden=128", "model.dropout=0.0", "specaugment.enabled=false", "optim.lr=3e-3",
-           "optim.warmup_fraction=0.05", "train.max_batch=6", "train.epochs=120"]
+           "optim.warmup_fraction=0.05", "train.max_batch=6", "train.epochs=80"]
 
 
 @pytest.fixture(scope="module")
