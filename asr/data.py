@@ -55,11 +55,11 @@ class Batch:
         return self
 
 
-def collate(items, min_samples: int = 400) -> Batch:
+def collate(items) -> Batch:
     good = [item for item in items if item[1] is not None]
     n_skipped = len(items) - len(good)
     n_samples = torch.tensor([item[1].shape[0] for item in good], dtype=torch.long)
-    longest = max([min_samples, *n_samples.tolist()])
+    longest = max(n_samples.tolist(), default=0)
     waveforms = torch.zeros(len(good), longest)
     for row, (_, audio, _) in enumerate(good):
         waveforms[row, : audio.shape[0]] = audio

@@ -65,12 +65,16 @@ class FeatureExtractor(nn.Module):
 
     @torch.no_grad()
     def forward(self, waveforms: torch.Tensor, n_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        short = self.config.win_samples - waveforms.shape[-1]
+        if short > 0:
+            waveforms = torch.nn.functional.pad(waveforms, (0, short))
         spec = self.transform(waveforms.float())  # (batch, n_features, frames)
         if self.config.kind == "fbank":
             spec = torch.log(spec + 1e-6)
         elif self.config.kind == "spectrogram":
             spec = torch.log1p(spec)
-        n_frames = self.config.n_frames(n_samples).clamp(max=spec.shape[-1])
+        # An utterance shorter than one window still gets the one frame its zero-padded batch row has.
+        n_frames = self.config.n_frames(n_samples).clamp(min=1, max=spec.shape[-1])
         return spec.transpose(1, 2), n_frames
 
 

@@ -65,7 +65,7 @@ class Recognizer(nn.Module):
         """Mono waveforms at `features.sample_rate` -> texts, in one padded batch."""
         decoder = decoder or GreedyDecoder(self.tokenizer.blank)
         n_samples = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
-        batch = torch.zeros(len(waveforms), max(int(n_samples.max()), self.features.win_samples))
+        batch = torch.zeros(len(waveforms), int(n_samples.max()))
         for row, wave in enumerate(waveforms):
             batch[row, : wave.shape[0]] = torch.as_tensor(wave)
         log_probs, n_frames = self(batch.to(self.device), n_samples.to(self.device))

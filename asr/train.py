@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from asr.data import BucketBatchSampler, UtteranceDataset, collate
 from asr.evaluate import ctc_loss, decode_utterances, score
-from asr.features import FeatureConfig, FeatureExtractor, SpecAugmentConfig, StatsAccumulator
+from asr.config import feature_config, model_dims, specaugment_config
+from asr.features import FeatureConfig, FeatureExtractor, StatsAccumulator
 from asr.manifest import Utterance, read_manifest
-from asr.model import ModelDims
 from asr.recognizer import Recognizer, read_checkpoint
 from asr.tokenizer import CharTokenizer
 
@@ -57,16 +57,13 @@ def lr_factor(step: int, total_steps: int, warmup_fraction: float, final_ratio: 
 
 
 def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict | None) -> Recognizer:
-    features = FeatureConfig(**cfg.features)
-    values = {k: v for k, v in cfg.specaugment.items() if k != "enabled"}
-    specaugment = SpecAugmentConfig(**values) if cfg.specaugment.enabled else None
+    specaugment = specaugment_config(cfg)
     if resume is not None:
         return Recognizer.from_checkpoint(resume, specaugment)
+    features = feature_config(cfg)
     tokenizer = CharTokenizer.build(u.text for u in train_utts)
     mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed)
-    model_values = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
-    dims = ModelDims(n_input=features.n_features, n_tokens=len(tokenizer), **model_values)
-    return Recognizer(features, dims, tokenizer, mean, std, specaugment)
+    return Recognizer(features, model_dims(cfg, len(tokenizer)), tokenizer, mean, std, specaugment)
 
 
 def train(cfg: DictConfig) -> Path:

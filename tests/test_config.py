@@ -1,10 +1,6 @@
 """Every config composes, and what it composes builds."""
 import pytest
-from omegaconf import OmegaConf
-
-from asr.config import compose_config, config_dir
-from asr.features import FeatureConfig
-from asr.model import ModelDims
+from asr.config import compose_config, config_dir, feature_config, model_dims
 
 
 def group_options(group):
@@ -19,9 +15,8 @@ for group in ("data", "features", "model", "optim", "experiment"):
 @pytest.mark.parametrize("overrides", CASES, ids=lambda o: o[0] if o else "defaults")
 def test_every_config_composes_and_builds_its_parts(overrides):
     cfg = compose_config(overrides)
-    features = FeatureConfig(**cfg.features)
-    values = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
-    dims = ModelDims(n_input=features.n_features, n_tokens=29, **values)
+    dims = model_dims(cfg, n_tokens=29)
+    assert dims.n_input == feature_config(cfg).n_features
     assert dims.subsampling in (2, 4)
     assert cfg.optim.lr > 0 and cfg.train.epochs > 0
     assert cfg.out_dir

@@ -65,3 +65,9 @@ def test_specaugment_masks_in_training_only_and_inside_the_utterance():
 
 def test_frame_mask():
     assert frame_mask(torch.tensor([2, 0, 3]), 3).tolist() == [[True, True, False], [False] * 3, [True] * 3]
+
+
+def test_audio_shorter_than_one_window_gives_one_frame():
+    extractor = FeatureExtractor(FeatureConfig())
+    feats, n_frames = extractor(torch.from_numpy(tone(0.01))[None], torch.tensor([160]))
+    assert feats.shape == (1, 1, 80) and n_frames.tolist() == [1]

@@ -39,15 +39,10 @@ def test_subsampling_and_output_lengths(strides, factor):
 
 
 def test_ds2_has_the_deepspeech_pytorch_size():
-    from asr.config import compose_config
-    from asr.features import FeatureConfig
-    from omegaconf import OmegaConf
+    from asr.config import compose_config, model_dims
 
-    cfg = compose_config(["model=ds2"])
-    features = FeatureConfig(**cfg.features)
-    values = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
-    model = CTCModel(ModelDims(n_input=features.n_features, n_tokens=29, **values))
-    assert features.n_features == 161
+    model = CTCModel(model_dims(compose_config(["model=ds2"]), n_tokens=29))
+    assert model.dims.n_input == 161
     assert model.front_end.n_output == 32 * 41
     assert abs(model.n_parameters() - 86.6e6) / 86.6e6 < 0.01
 
@@ -57,3 +52,29 @@ def test_dims_round_trip_and_validation():
     assert ModelDims.from_dict(dims.to_dict()) == dims
     with pytest.raises(ValueError, match="rnn_type"):
         ModelDims(**{**SMALL, "rnn_type": "transformer"})
+
+
+@pytest.mark.slow
+def test_ds2_trains_on_a_tiny_batch():
+    from asr.config import compose_config, feature_config, model_dims
+    from asr.evaluate import ctc_loss
+    from asr.features import FeatureExtractor
+
+    torch.manual_seed(0)
+    cfg = compose_config(["model=ds2"])
+    features = feature_config(cfg)
+    model = CTCModel(model_dims(cfg, n_tokens=29)).train()
+    waves = torch.randn(2, 8000) * 0.1
+    feats, n_frames = FeatureExtractor(features)(waves, torch.tensor([8000, 6000]))
+    feats = (feats - feats.mean()) / feats.std()
+    targets, n_targets = torch.tensor([1, 2, 3, 4, 5, 1, 2]), torch.tensor([4, 3])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    losses = []
+    for _ in range(3):
+        log_probs, n_out = model(feats, n_frames)
+        loss = ctc_loss(log_probs, n_out, targets, n_targets) / 2
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]

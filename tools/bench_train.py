@@ -12,12 +12,9 @@ import argparse
 import time
 
 import torch
-from omegaconf import OmegaConf
-
-from asr.config import compose_config
+from asr.config import compose_config, feature_config, model_dims
 from asr.evaluate import ctc_loss
-from asr.features import FeatureConfig, SpecAugmentConfig
-from asr.model import ModelDims
+from asr.features import SpecAugmentConfig
 from asr.recognizer import Recognizer
 from asr.tokenizer import CharTokenizer
 
@@ -39,10 +36,9 @@ def main() -> None:
     torch.manual_seed(0)
 
     cfg = compose_config([f"model={args.model}", *args.overrides])
-    features = FeatureConfig(**cfg.features)
+    features = feature_config(cfg)
     tokenizer = CharTokenizer.build(["ABCDEFGHIJKLMNOPQRSTUVWXYZ' "])
-    values = {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "name"}
-    dims = ModelDims(n_input=features.n_features, n_tokens=len(tokenizer), **values)
+    dims = model_dims(cfg, len(tokenizer))
     mean, std = torch.zeros(features.n_features), torch.ones(features.n_features)
     device = torch.device(args.device)
     recognizer = Recognizer(features, dims, tokenizer, mean, std, SpecAugmentConfig()).to(device).train()
