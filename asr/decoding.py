@@ -1,33 +1,133 @@
-"""CTC decoding strategies behind one interface."""
+"""CTC decoding strategies behind one interface: greedy, beam search, beam search with an n-gram LM.
+
+Beam search runs through torchaudio's `ctc_decoder` (flashlight-text, KenLM). Without a lexicon
+it is lexicon-free: the LM, if any, is over the model's characters with `|` between words (build
+it with `asr lm build --unit char`). With a lexicon (`WORD W O R D |` a line, see `write_lexicon`)
+only its words come out and the LM is over words.
+"""
 from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
 
 import torch
 
+from asr.lm import check_arpa
+from asr.manifest import atomic_write_text
+from asr.tokenizer import BLANK, CharTokenizer
+
+WORD_SEPARATOR = "|"
+DECODERS = ("greedy", "beam", "lm")
+
 
 class Decoder:
-    """Turns log-probabilities `(batch, frames, n_tokens)` and `n_frames` into token id lists."""
+    """Turns log-probabilities `(batch, frames, n_tokens)` and `n_frames` into texts."""
 
-    def decode(self, log_probs: torch.Tensor, n_frames: torch.Tensor) -> list[list[int]]:
+    def decode(self, log_probs: torch.Tensor, n_frames: torch.Tensor) -> list[str]:
         raise NotImplementedError
 
 
 class GreedyDecoder(Decoder):
     """Best token per frame, repeats merged, blanks removed."""
 
-    def __init__(self, blank: int = 0):
-        self.blank = blank
+    def __init__(self, tokenizer: CharTokenizer):
+        self.tokenizer = tokenizer
 
-    def decode(self, log_probs: torch.Tensor, n_frames: torch.Tensor) -> list[list[int]]:
+    def decode_ids(self, log_probs: torch.Tensor, n_frames: torch.Tensor) -> list[list[int]]:
         best = log_probs.argmax(-1)  # (batch, frames)
         keep = torch.ones_like(best, dtype=torch.bool)
         keep[:, 1:] = best[:, 1:] != best[:, :-1]
-        keep &= best != self.blank
+        keep &= best != self.tokenizer.blank
         keep &= torch.arange(best.shape[1], device=best.device)[None, :] < n_frames[:, None].to(best.device)
         best, keep = best.cpu(), keep.cpu()
         return [row[mask].tolist() for row, mask in zip(best, keep)]
 
+    def decode(self, log_probs: torch.Tensor, n_frames: torch.Tensor) -> list[str]:
+        return [" ".join(self.tokenizer.decode(ids).split()) for ids in self.decode_ids(log_probs, n_frames)]
 
-def make_decoder(name: str, blank: int = 0) -> Decoder:
+
+@dataclass(frozen=True)
+class BeamOptions:
+    """Beam search settings; `lm_weight` and `word_score` are what `tune_decoder` searches."""
+
+    beam_size: int = 50
+    beam_threshold: float = 25.0
+    lm_weight: float = 0.5
+    word_score: float = 0.0
+    lm: str | None = None  # ARPA or KenLM binary file
+    lexicon: str | None = None  # lexicon file; None: lexicon-free
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+
+class BeamDecoder(Decoder):
+    """Beam search with an optional n-gram LM and optional lexicon (torchaudio `ctc_decoder`)."""
+
+    def __init__(self, tokenizer: CharTokenizer, options: BeamOptions):
+        from torchaudio.models.decoder import ctc_decoder
+
+        if options.lm:
+            check_arpa(options.lm)
+        if options.lexicon and not Path(options.lexicon).is_file():
+            raise FileNotFoundError(f"{options.lexicon}: no such lexicon")
+        self.tokenizer = tokenizer
+        self.options = options
+        tokens = [WORD_SEPARATOR if t == " " else t for t in tokenizer.vocab]
+        self._decoder = ctc_decoder(
+            lexicon=options.lexicon,
+            tokens=tokens,
+            lm=options.lm,
+            beam_size=options.beam_size,
+            beam_threshold=options.beam_threshold,
+            lm_weight=options.lm_weight if options.lm else 0.0,
+            word_score=options.word_score,
+            blank_token=BLANK,
+            sil_token=WORD_SEPARATOR,
+        )
+
+    def decode(self, log_probs: torch.Tensor, n_frames: torch.Tensor) -> list[str]:
+        emissions = log_probs.detach().float().cpu().contiguous()
+        hypotheses = self._decoder(emissions, n_frames.detach().cpu().to(torch.int32))
+        texts = []
+        for nbest in hypotheses:
+            if not nbest:
+                texts.append("")
+            elif self.options.lexicon:
+                texts.append(" ".join(nbest[0].words))
+            else:
+                texts.append(" ".join(self.tokenizer.decode(nbest[0].tokens.tolist()).replace("|", " ").split()))
+        return texts
+
+
+def make_decoder(name: str, tokenizer: CharTokenizer, options: BeamOptions | None = None) -> Decoder:
+    """`greedy`, `beam` (no LM) or `lm` (needs `options.lm`)."""
     if name == "greedy":
-        return GreedyDecoder(blank)
-    raise ValueError(f"unknown decoder {name!r}; available: greedy")
+        return GreedyDecoder(tokenizer)
+    options = options or BeamOptions()
+    if name == "beam":
+        return BeamDecoder(tokenizer, BeamOptions(**{**asdict(options), "lm": None}))
+    if name == "lm":
+        if not options.lm:
+            raise ValueError("the lm decoder needs an LM file (--lm, or a decoder.json beside the model)")
+        return BeamDecoder(tokenizer, options)
+    raise ValueError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
+
+
+def write_lexicon(words: Iterable[str], path: str | Path, tokenizer: CharTokenizer) -> Path:
+    """One line a word: `WORD W O R D |`; words with characters outside the vocabulary are left out."""
+    known = set(tokenizer.vocab)
+    lines = [f"{w} {' '.join(w)} {WORD_SEPARATOR}" for w in sorted(set(words)) if w and set(w) <= known]
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_beam_options(path: str | Path) -> BeamOptions:
+    """Options saved by `tune_decoder`; relative file paths resolve against the file's folder."""
+    path = Path(path)
+    values = json.loads(path.read_text())
+    for key in ("lm", "lexicon"):
+        if values.get(key) and not Path(values[key]).is_absolute():
+            values[key] = str(path.parent / values[key])
+    return BeamOptions(**values)

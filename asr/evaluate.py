@@ -47,7 +47,7 @@ def decode_utterances(
     progress: bool = False,
 ) -> DecodeResult:
     """Decode every utterance (in length-bucketed batches); unreadable audio is logged and counted."""
-    decoder = decoder or GreedyDecoder(recognizer.tokenizer.blank)
+    decoder = decoder or GreedyDecoder(recognizer.tokenizer)
     was_training = recognizer.training
     recognizer.eval()
     dataset = UtteranceDataset(utterances, recognizer.tokenizer, recognizer.features.sample_rate)
@@ -64,7 +64,7 @@ def decode_utterances(
             loss = ctc_loss(log_probs, n_frames, batch.targets.to(device), batch.n_targets.to(device))
             total_loss += float(loss)
             n_scored += len(batch.utterances)
-        texts = [recognizer.tokenizer.decode(ids) for ids in decoder.decode(log_probs, n_frames)]
+        texts = decoder.decode(log_probs, n_frames)
         result.hypotheses.update({u.id: text for u, text in zip(batch.utterances, texts)})
     result.loss = total_loss / n_scored if n_scored else float("nan")
     recognizer.train(was_training)

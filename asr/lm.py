@@ -21,7 +21,8 @@ from typing import Iterable, Sequence
 from asr.manifest import atomic_write_text
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
-FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # lmplz's --discount_fallback, for counts too sparse to estimate
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
+KENLM_MAX_ORDER = 6  # flashlight-text's KenLM is compiled for at most 6-grams  # lmplz's --discount_fallback, for counts too sparse to estimate
 
 
 class ArpaError(Exception):
@@ -238,7 +239,7 @@ def read_arpa(path: str | Path) -> NgramLM:
 
 
 def check_arpa(path: str | Path) -> Path:
-    """`read_arpa` for text files; binary KenLM files pass through (KenLM checks its own format)."""
+    """`read_arpa` for text files, plus KenLM's order limit; binary KenLM files pass through."""
     path = Path(path)
     if not path.is_file():
         raise ArpaError(f"{path}: no such file")
@@ -246,7 +247,9 @@ def check_arpa(path: str | Path) -> Path:
         head = f.read(64)
     if head.startswith(b"mmap lm "):  # KenLM's binary format
         return path
-    read_arpa(path)
+    order = read_arpa(path).order
+    if order > KENLM_MAX_ORDER:
+        raise ArpaError(f"{path}: order {order} is above {KENLM_MAX_ORDER}, the most the bundled KenLM loads")
     return path
 
 

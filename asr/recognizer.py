@@ -63,13 +63,13 @@ class Recognizer(nn.Module):
         self, waveforms: Sequence[torch.Tensor], decoder: Decoder | None = None
     ) -> list[str]:
         """Mono waveforms at `features.sample_rate` -> texts, in one padded batch."""
-        decoder = decoder or GreedyDecoder(self.tokenizer.blank)
+        decoder = decoder or GreedyDecoder(self.tokenizer)
         n_samples = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
         batch = torch.zeros(len(waveforms), int(n_samples.max()))
         for row, wave in enumerate(waveforms):
             batch[row, : wave.shape[0]] = torch.as_tensor(wave)
         log_probs, n_frames = self(batch.to(self.device), n_samples.to(self.device))
-        return [self.tokenizer.decode(ids) for ids in decoder.decode(log_probs, n_frames)]
+        return decoder.decode(log_probs, n_frames)
 
     def checkpoint(self, **extra) -> dict:
         """The self-describing dictionary that `save` writes; `extra` adds training state."""

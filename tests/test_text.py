@@ -22,10 +22,11 @@ def test_greedy_merges_repeats_drops_blanks_and_respects_lengths():
     for row, ids in enumerate(frames):
         for t, token in enumerate(ids):
             log_probs[row, t, token] = 0.0
-    decoded = GreedyDecoder(0).decode(log_probs, torch.tensor([9, 4]))
-    assert decoded == [[1, 1, 2, 3], [2, 2]]
+    decoder = GreedyDecoder(CharTokenizer([BLANK, "A", "B", " "]))
+    assert decoder.decode_ids(log_probs, torch.tensor([9, 4])) == [[1, 1, 2, 3], [2, 2]]
+    assert decoder.decode(log_probs, torch.tensor([9, 4])) == ["AAB", "BB"]
     with pytest.raises(ValueError, match="unknown decoder"):
-        make_decoder("oracle")
+        make_decoder("oracle", decoder.tokenizer)
 
 
 def test_error_rates():
