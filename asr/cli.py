@@ -1,9 +1,14 @@
-"""The `asr` command: prepare, train, evaluate, transcribe. It parses arguments and calls the library."""
+"""The `asr` command: prepare, train, evaluate, transcribe, lm, tune-decoder.
+
+It parses arguments and calls the library; flags carry the names of the keyword arguments they set.
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+from pathlib import Path
 
 from asr.corpora.an4 import AN4_URL
 
@@ -31,21 +36,35 @@ def _train(args) -> int:
     from asr.config import compose_config
     from asr.train import train
 
-    cfg = compose_config(args.overrides)
-    best = train(cfg)
+    best = train(compose_config(args.overrides))
     print(f"best checkpoint: {best}")
     return 0
 
 
-def _evaluate(args) -> int:
-    from asr.decoding import make_decoder
-    from asr.evaluate import evaluate, format_report
-    from asr.manifest import read_manifest
-    from asr.recognizer import load_recognizer
+def _load(args):
+    """The recogniser and the decoder that the shared model/decoder flags ask for."""
+    from dataclasses import asdict
+
+    from asr.decoding import BeamOptions, make_decoder, read_beam_options
+    from asr.recognizer import BUILTIN_MODEL, load_recognizer
     from asr.train import pick_device
 
-    recognizer = load_recognizer(args.model, pick_device(args.device))
-    decoder = make_decoder(args.decoder, recognizer.tokenizer.blank)
+    model = Path(args.model) if args.model else BUILTIN_MODEL
+    recognizer = load_recognizer(model, pick_device(args.device))
+    saved = model.parent / "decoder.json"
+    options = read_beam_options(saved) if saved.is_file() else BeamOptions()
+    given = {k: getattr(args, k) for k in ("lm", "lexicon", "beam_size", "lm_weight", "word_score")}
+    options = BeamOptions(**{**asdict(options), **{k: v for k, v in given.items() if v is not None}})
+    if options.lexicon == "none":
+        options = BeamOptions(**{**asdict(options), "lexicon": None})
+    return recognizer, make_decoder(args.decoder, recognizer.tokenizer, options)
+
+
+def _evaluate(args) -> int:
+    from asr.evaluate import evaluate, format_report
+    from asr.manifest import read_manifest
+
+    recognizer, decoder = _load(args)
     report = evaluate(recognizer, read_manifest(args.manifest), decoder, args.report)
     print(format_report(report))
     if args.report:
@@ -54,21 +73,83 @@ def _evaluate(args) -> int:
 
 
 def _transcribe(args) -> int:
-    from asr.decoding import make_decoder
-    from asr.recognizer import load_recognizer
-    from asr.train import pick_device
     from asr.transcribe import transcribe_files
+    from asr.writers import FORMATS, write_outputs
 
-    recognizer = load_recognizer(args.model, pick_device(args.device))
-    decoder = make_decoder(args.decoder, recognizer.tokenizer.blank)
-    n_failed = 0
-    for result in transcribe_files(recognizer, args.paths, decoder, args.batch_size):
+    formats = list(FORMATS) if args.format == "all" else [args.format] if args.format else []
+    recognizer, decoder = _load(args)
+    n_failed = n_done = 0
+    results = transcribe_files(recognizer, args.paths, decoder, args.batch_size, args.max_segment_seconds,
+                               progress=sys.stderr.isatty())
+    for result in results:
         if result.error:
             n_failed += 1
             print(f"asr: error: {result.path}: {result.error}", file=sys.stderr)
-        else:
-            print(f"{result.path}\t{result.text}", flush=True)
+            continue
+        n_done += 1
+        print(f"{result.path}\t{result.text}", flush=True)
+        if formats:
+            write_outputs(result, formats, args.output_dir or ".")
+    if n_done + n_failed == 0:
+        print("asr: error: no audio files found in the given paths", file=sys.stderr)
+        return 1
     return 1 if n_failed else 0
+
+
+def _lm_build(args) -> int:
+    from asr.lm import build_ngram_lm, text_sentences, write_arpa
+
+    texts = list(_read_texts(args.text))
+    lm = build_ngram_lm(text_sentences(texts, args.unit), args.order)
+    write_arpa(lm, args.out)
+    counts = ", ".join(f"{len(g)} {n}-grams" for n, g in enumerate(lm.logprob, 1))
+    print(f"{args.out}: order {args.order} ({args.unit}s), {counts}")
+    if args.lexicon:
+        from asr.decoding import write_lexicon
+
+        write_lexicon({w for t in texts for w in t.split()}, args.lexicon)
+        print(f"{args.lexicon}: lexicon of the words")
+    return 0
+
+
+def _read_texts(paths):
+    """Lines of text files, or the `text` of each utterance of a .jsonl manifest."""
+    from asr.manifest import read_manifest
+
+    for path in paths:
+        if str(path).endswith(".jsonl"):
+            yield from (u.text for u in read_manifest(path))
+        else:
+            yield from Path(path).read_text(encoding="utf-8").splitlines()
+
+
+def _tune(args) -> int:
+    from asr.decoding import write_beam_options
+    from asr.manifest import read_manifest
+    from asr.tune import tune_decoder
+
+    args.decoder = "lm"
+    recognizer, decoder = _load(args)
+    best, trials = tune_decoder(recognizer, read_manifest(args.manifest), decoder.options,
+                                args.lm_weights, args.word_scores)
+    out = Path(args.out) if args.out else (Path(args.model).parent if args.model else Path(".")) / "decoder.json"
+    write_beam_options(best, out)
+    top = min(trials, key=lambda t: (t["wer"], t["cer"]))
+    print(f"best on {args.manifest}: lm_weight {best.lm_weight}, word_score {best.word_score}: "
+          f"WER {top['wer']:.2f}% CER {top['cer']:.2f}%")
+    print(f"written: {out}")
+    return 0
+
+
+def _add_model_flags(parser, decoder_default="greedy"):
+    parser.add_argument("--model", help="checkpoint (.pt); default: the built-in AN4 model")
+    parser.add_argument("--decoder", default=decoder_default, choices=["greedy", "beam", "lm"])
+    parser.add_argument("--lm", help="n-gram LM (ARPA or KenLM binary) for --decoder lm")
+    parser.add_argument("--lexicon", help="lexicon file for lexicon-constrained search ('none': lexicon-free)")
+    parser.add_argument("--beam-size", type=int)
+    parser.add_argument("--lm-weight", type=float)
+    parser.add_argument("--word-score", type=float, help="word insertion bonus")
+    parser.add_argument("--device", default="auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,20 +176,40 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="decode a manifest and print WER and CER")
-    evaluate.add_argument("--model", required=True, help="checkpoint (.pt)")
     evaluate.add_argument("--manifest", required=True, help="JSON-lines manifest")
     evaluate.add_argument("--report", help="write the JSON report here")
-    evaluate.add_argument("--decoder", default="greedy", choices=["greedy"])
-    evaluate.add_argument("--device", default="auto")
+    _add_model_flags(evaluate)
     evaluate.set_defaults(run=_evaluate)
 
-    transcribe = commands.add_parser("transcribe", help="print the text of audio files and folders")
-    transcribe.add_argument("paths", nargs="+", help="audio files or folders")
-    transcribe.add_argument("--model", required=True, help="checkpoint (.pt)")
-    transcribe.add_argument("--decoder", default="greedy", choices=["greedy"])
+    transcribe = commands.add_parser("transcribe", help="transcribe audio files, folders and globs")
+    transcribe.add_argument("paths", nargs="+", help="audio files, folders (searched recursively) or globs")
+    transcribe.add_argument("--format", choices=["txt", "json", "srt", "vtt", "tsv", "all"],
+                            help="also write one file per input in this format")
+    transcribe.add_argument("--output-dir", help="where --format files go (default: .)")
     transcribe.add_argument("--batch-size", type=int, default=8)
-    transcribe.add_argument("--device", default="auto")
+    transcribe.add_argument("--max-segment-seconds", type=float, default=20.0,
+                            help="long recordings are split on silence into segments no longer than this")
+    _add_model_flags(transcribe)
     transcribe.set_defaults(run=_transcribe)
+
+    lm = commands.add_parser("lm", help="n-gram language models")
+    lm_commands = lm.add_subparsers(dest="lm_command", required=True)
+    build = lm_commands.add_parser("build", help="estimate a modified Kneser-Ney n-gram LM, write ARPA")
+    build.add_argument("--text", nargs="+", required=True, help="text files (a sentence a line) or .jsonl manifests")
+    build.add_argument("--order", type=int, default=3)
+    build.add_argument("--unit", choices=["word", "char"], default="word",
+                       help="word: for lexicon decoding; char: for lexicon-free decoding")
+    build.add_argument("--out", required=True, help="the ARPA file to write")
+    build.add_argument("--lexicon", help="also write a lexicon of the words here")
+    build.set_defaults(run=_lm_build)
+
+    tune = commands.add_parser("tune-decoder", help="search LM weight and word score on a dev manifest")
+    tune.add_argument("--manifest", required=True, help="dev manifest")
+    tune.add_argument("--lm-weights", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
+    tune.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0])
+    tune.add_argument("--out", help="where to write the best options (default: decoder.json beside the model)")
+    _add_model_flags(tune, decoder_default="lm")
+    tune.set_defaults(run=_tune)
     return parser
 
 
@@ -117,12 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from asr.audio import AudioError
     from asr.corpora.kaldi import KaldiDataError
+    from asr.lm import ArpaError
     from asr.manifest import ManifestError
     from asr.recognizer import CheckpointError
 
     try:
         return args.run(args)
-    except (AudioError, CheckpointError, KaldiDataError, ManifestError, FileNotFoundError) as error:
+    except (AudioError, ArpaError, CheckpointError, KaldiDataError, ManifestError, FileNotFoundError) as error:
+        print(f"asr: error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:
         print(f"asr: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

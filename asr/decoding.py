@@ -59,9 +59,6 @@ class BeamOptions:
     lm: str | None = None  # ARPA or KenLM binary file
     lexicon: str | None = None  # lexicon file; None: lexicon-free
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
-
 
 class BeamDecoder(Decoder):
     """Beam search with an optional n-gram LM and optional lexicon (torchaudio `ctc_decoder`)."""
@@ -116,11 +113,23 @@ def make_decoder(name: str, tokenizer: CharTokenizer, options: BeamOptions | Non
     raise ValueError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
 
 
-def write_lexicon(words: Iterable[str], path: str | Path, tokenizer: CharTokenizer) -> Path:
-    """One line a word: `WORD W O R D |`; words with characters outside the vocabulary are left out."""
-    known = set(tokenizer.vocab)
-    lines = [f"{w} {' '.join(w)} {WORD_SEPARATOR}" for w in sorted(set(words)) if w and set(w) <= known]
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+def write_lexicon(words: Iterable[str], path: str | Path, tokenizer: CharTokenizer | None = None) -> Path:
+    """One line a word: `WORD W O R D |`; with a tokenizer, words it cannot spell are left out."""
+    known = set(tokenizer.vocab) if tokenizer else None
+    spellable = sorted(w for w in set(words) if w and (known is None or set(w) <= known))
+    return atomic_write_text(path, "".join(f"{w} {' '.join(w)} {WORD_SEPARATOR}\n" for w in spellable))
+
+
+def write_beam_options(options: BeamOptions, path: str | Path) -> Path:
+    """Save as JSON; LM and lexicon paths inside the file's folder are stored relative to it."""
+    path = Path(path)
+    values = asdict(options)
+    for key in ("lm", "lexicon"):
+        if values[key]:
+            file = Path(values[key]).resolve()
+            folder = path.parent.resolve()
+            values[key] = str(file.relative_to(folder)) if file.is_relative_to(folder) else str(file)
+    return atomic_write_text(path, json.dumps(values, indent=1) + "\n")
 
 
 def read_beam_options(path: str | Path) -> BeamOptions:

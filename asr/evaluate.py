@@ -5,14 +5,14 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asr.data import BucketBatchSampler, UtteranceDataset, collate
+from asr.data import Batch, BucketBatchSampler, UtteranceDataset, collate
 from asr.decoding import Decoder, GreedyDecoder
 from asr.manifest import Utterance, atomic_write_text
 from asr.metrics import error_rates, normalize_text, utterance_wer
@@ -38,6 +38,31 @@ def ctc_loss(log_probs, n_frames, targets, n_targets) -> torch.Tensor:
 
 
 @torch.no_grad()
+def forward_batches(
+    recognizer: Recognizer,
+    utterances: Sequence[Utterance],
+    max_batch_seconds: float = 300.0,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor]]:
+    """`(batch, log_probs, n_frames)` over length-bucketed batches, in eval mode."""
+    was_training = recognizer.training
+    recognizer.eval()
+    dataset = UtteranceDataset(utterances, recognizer.tokenizer, recognizer.features.sample_rate)
+    sampler = BucketBatchSampler([u.duration for u in utterances], max_batch_seconds, shuffle=False)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+    device = recognizer.device
+    try:
+        for batch in tqdm(loader, desc="decoding", unit="batch", disable=not progress, leave=False):
+            if not batch.utterances:
+                yield batch, None, None
+                continue
+            log_probs, n_frames = recognizer(batch.waveforms.to(device), batch.n_samples.to(device))
+            yield batch, log_probs, n_frames
+    finally:
+        recognizer.train(was_training)
+
+
 def decode_utterances(
     recognizer: Recognizer,
     utterances: Sequence[Utterance],
@@ -48,18 +73,12 @@ def decode_utterances(
 ) -> DecodeResult:
     """Decode every utterance (in length-bucketed batches); unreadable audio is logged and counted."""
     decoder = decoder or GreedyDecoder(recognizer.tokenizer)
-    was_training = recognizer.training
-    recognizer.eval()
-    dataset = UtteranceDataset(utterances, recognizer.tokenizer, recognizer.features.sample_rate)
-    sampler = BucketBatchSampler([u.duration for u in utterances], max_batch_seconds, shuffle=False)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
     result, total_loss, n_scored = DecodeResult(), 0.0, 0
     device = recognizer.device
-    for batch in tqdm(loader, desc="decoding", unit="batch", disable=not progress, leave=False):
+    for batch, log_probs, n_frames in forward_batches(recognizer, utterances, max_batch_seconds, num_workers, progress):
         result.n_skipped += batch.n_skipped
-        if not batch.utterances:
+        if log_probs is None:
             continue
-        log_probs, n_frames = recognizer(batch.waveforms.to(device), batch.n_samples.to(device))
         if batch.targets is not None:
             loss = ctc_loss(log_probs, n_frames, batch.targets.to(device), batch.n_targets.to(device))
             total_loss += float(loss)
@@ -67,7 +86,6 @@ def decode_utterances(
         texts = decoder.decode(log_probs, n_frames)
         result.hypotheses.update({u.id: text for u, text in zip(batch.utterances, texts)})
     result.loss = total_loss / n_scored if n_scored else float("nan")
-    recognizer.train(was_training)
     return result
 
 

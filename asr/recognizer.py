@@ -71,6 +71,19 @@ class Recognizer(nn.Module):
         log_probs, n_frames = self(batch.to(self.device), n_samples.to(self.device))
         return decoder.decode(log_probs, n_frames)
 
+    def transcribe(self, audio, decoder: Decoder | None = None, max_segment_seconds: float = 20.0):
+        """A file path or mono float32 samples (at `features.sample_rate`) -> `asr.transcribe.Transcript`
+        with `text`, `segments` and `words`. Raises `AudioError` for a file that cannot be read."""
+        import numpy as np
+
+        from asr.audio import load_audio
+        from asr.transcribe import transcribe_audio
+
+        path = "<audio>"
+        if not isinstance(audio, np.ndarray):
+            path, audio = str(audio), load_audio(audio, self.features.sample_rate)
+        return transcribe_audio(self, audio, decoder, max_segment_seconds, path=path)
+
     def checkpoint(self, **extra) -> dict:
         """The self-describing dictionary that `save` writes; `extra` adds training state."""
         return {
@@ -97,7 +110,8 @@ class Recognizer(nn.Module):
             checkpoint["norm_std"],
             specaugment,
         )
-        recognizer.model.load_state_dict(checkpoint["model"])
+        # Shipped models may store half-precision weights; compute always starts from float32.
+        recognizer.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint["model"].items()})
         return recognizer
 
 
@@ -118,9 +132,14 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return checkpoint
 
 
-def load_recognizer(path: str | Path, device: str | torch.device = "cpu") -> Recognizer:
-    """Rebuild a recogniser from its checkpoint file alone, in eval mode on `device`."""
-    recognizer = Recognizer.from_checkpoint(read_checkpoint(path))
+BUILTIN_DIR = Path(__file__).parent / "assets" / "an4"
+BUILTIN_MODEL = BUILTIN_DIR / "model.pt"
+
+
+def load_recognizer(path: str | Path | None = None, device: str | torch.device = "cpu") -> Recognizer:
+    """Rebuild a recogniser from its checkpoint file alone (default: the built-in AN4 model),
+    in eval mode on `device`."""
+    recognizer = Recognizer.from_checkpoint(read_checkpoint(path or BUILTIN_MODEL))
     return recognizer.to(device).eval()
 
 

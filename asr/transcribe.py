@@ -1,30 +1,64 @@
-"""Files and folders -> text."""
+"""Files, folders and globs -> transcripts with segments, word timestamps and confidences.
+
+Long recordings are split on silence into segments of at most `max_segment_seconds`; segments of
+many files are decoded together in batches of similar length, and their times are stitched back
+to each file's clock.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import glob
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
+from tqdm import tqdm
 
-from asr.audio import AUDIO_EXTENSIONS, AudioError, load_audio
-from asr.decoding import Decoder
+from asr.alignment import Word, align_words
+from asr.audio import AUDIO_EXTENSIONS, AudioError, audio_info, load_audio
+from asr.decoding import Decoder, GreedyDecoder
 from asr.recognizer import Recognizer
+from asr.segment import split_on_silence
+
+log = logging.getLogger(__name__)
+GROUP_SECONDS = 600.0  # audio decoded together before results are handed out
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A stretch of a recording: `start`/`end` in seconds, its text and its words."""
+
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
 class Transcript:
-    """The text of one input file, or the reason it has none."""
+    """The transcript of one input, or the reason it has none (`error`)."""
 
     path: str
-    text: str | None = None
+    text: str = ""
+    segments: list[Segment] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for s in self.segments for w in s.words]
 
 
 def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders searched recursively for files with audio extensions."""
+    """Files as given; folders searched recursively for audio files; glob patterns expanded."""
     found = []
-    for path in map(Path, paths):
+    for item in paths:
+        text = str(item)
+        if not Path(text).exists() and glob.has_magic(text):
+            found += [Path(p) for p in sorted(glob.glob(text, recursive=True)) if Path(p).is_file()]
+            continue
+        path = Path(text)
         if path.is_dir():
             found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
         else:
@@ -32,31 +66,83 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def transcribe_audio(
+    recognizer: Recognizer,
+    audio: np.ndarray,
+    decoder: Decoder | None = None,
+    max_segment_seconds: float = 20.0,
+    batch_size: int = 8,
+    path: str = "<audio>",
+) -> Transcript:
+    """Transcribe mono float32 samples at the recogniser's sample rate."""
+    return next(_transcribe_group(recognizer, [(path, audio)], decoder, max_segment_seconds, batch_size, None))
+
+
 def transcribe_files(
     recognizer: Recognizer,
     paths: Sequence[str | Path],
     decoder: Decoder | None = None,
     batch_size: int = 8,
+    max_segment_seconds: float = 20.0,
+    progress: bool = False,
 ) -> Iterator[Transcript]:
-    """Transcribe each file in order; a file that cannot be read yields a Transcript with `error`."""
-    pending: list[tuple[Path, torch.Tensor]] = []
-    for path in expand_inputs(paths):
+    """Transcribe each input in order; one that cannot be read yields a Transcript with `error`."""
+    files = expand_inputs(paths)
+    total = 0.0
+    for path in files:
         try:
-            pending.append((path, torch.from_numpy(load_audio(path, recognizer.features.sample_rate))))
+            total += audio_info(path)[0]
+        except AudioError:
+            pass
+    bar = tqdm(total=round(total, 1), unit="audio s", desc="transcribing", disable=not progress, leave=False)
+    group: list[tuple[str, np.ndarray | AudioError]] = []
+    group_seconds = 0.0
+    rate = recognizer.features.sample_rate
+    for path in files:
+        try:
+            audio = load_audio(path, rate)
+            group.append((str(path), audio))
+            group_seconds += len(audio) / rate
         except AudioError as error:
-            yield from _flush(recognizer, pending, decoder)
-            pending = []
-            yield Transcript(str(path), error=error.reason)
+            group.append((str(path), error))
+        if group_seconds >= GROUP_SECONDS:
+            yield from _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_size, bar)
+            group, group_seconds = [], 0.0
+    yield from _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_size, bar)
+    bar.close()
+
+
+@torch.no_grad()
+def _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_size, bar) -> Iterator[Transcript]:
+    decoder = decoder or GreedyDecoder(recognizer.tokenizer)
+    rate = recognizer.features.sample_rate
+    frame_seconds = recognizer.features.hop_ms / 1000 * recognizer.dims.subsampling
+    pieces = []  # (input index, start sample, samples)
+    for index, (_, audio) in enumerate(group):
+        if isinstance(audio, np.ndarray):
+            for start, end in split_on_silence(audio, rate, max_segment_seconds):
+                pieces.append((index, start, audio[start:end]))
+    pieces.sort(key=lambda piece: len(piece[2]))
+    segments: dict[int, list[Segment]] = {index: [] for index in range(len(group))}
+    for first in range(0, len(pieces), batch_size):
+        batch = pieces[first : first + batch_size]
+        waves = torch.zeros(len(batch), len(batch[-1][2]))
+        for row, (_, _, samples) in enumerate(batch):
+            waves[row, : len(samples)] = torch.from_numpy(samples)
+        n_samples = torch.tensor([len(samples) for _, _, samples in batch])
+        log_probs, n_frames = recognizer(waves.to(recognizer.device), n_samples.to(recognizer.device))
+        texts = decoder.decode(log_probs, n_frames)
+        log_probs, n_frames = log_probs.float().cpu(), n_frames.cpu()
+        for row, ((index, start, samples), text) in enumerate(zip(batch, texts)):
+            offset = start / rate
+            words = align_words(log_probs[row, : n_frames[row]], text, recognizer.tokenizer, frame_seconds)
+            words = [w.shifted(offset) for w in words]
+            segments[index].append(Segment(round(offset, 3), round(offset + len(samples) / rate, 3), text, words))
+        if bar is not None:
+            bar.update(round(float(n_samples.sum()) / rate, 1))
+    for index, (path, audio) in enumerate(group):
+        if isinstance(audio, AudioError):
+            yield Transcript(path, error=audio.reason)
             continue
-        if len(pending) == batch_size:
-            yield from _flush(recognizer, pending, decoder)
-            pending = []
-    yield from _flush(recognizer, pending, decoder)
-
-
-def _flush(recognizer: Recognizer, pending, decoder) -> Iterator[Transcript]:
-    if not pending:
-        return
-    texts = recognizer.transcribe_waveforms([wave for _, wave in pending], decoder)
-    for (path, _), text in zip(pending, texts):
-        yield Transcript(str(path), text=text)
+        ordered = sorted(segments[index], key=lambda s: s.start)
+        yield Transcript(path, " ".join(s.text for s in ordered if s.text), ordered)
