@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
+import torchaudio.functional as AF
 from torch.utils.data import Dataset, Sampler
 
 from asr.audio import AudioError, load_audio
@@ -20,10 +21,17 @@ class UtteranceDataset(Dataset):
     """Item i: `(utterance, waveform (samples,), token ids)`, or `(utterance, None, None)` when
     its audio cannot be read (logged; the batch drops it and counts it)."""
 
-    def __init__(self, utterances: Sequence[Utterance], tokenizer: CharTokenizer | None, sample_rate: int):
+    def __init__(
+        self,
+        utterances: Sequence[Utterance],
+        tokenizer: CharTokenizer | None,
+        sample_rate: int,
+        speeds: Sequence[float] = (1.0,),
+    ):
         self.utterances = list(utterances)
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
+        self.speeds = tuple(speeds)  # speed perturbation: each item plays at a random one of these
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -36,7 +44,14 @@ class UtteranceDataset(Dataset):
             log.warning("skipping utterance %s: %s", utt.id, error)
             return utt, None, None
         tokens = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long) if self.tokenizer else None
-        return utt, torch.from_numpy(audio), tokens
+        return utt, speed_perturb(torch.from_numpy(audio), self.sample_rate, random.choice(self.speeds)), tokens
+
+
+def speed_perturb(audio: torch.Tensor, sample_rate: int, speed: float) -> torch.Tensor:
+    """Play `audio` `speed` times faster (tempo and pitch together, as Kaldi's speed perturbation)."""
+    if speed == 1.0:
+        return audio
+    return AF.resample(audio, int(round(sample_rate * speed)), sample_rate)
 
 
 @dataclass

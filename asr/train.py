@@ -106,7 +106,7 @@ def train(cfg: DictConfig) -> Path:
         start_epoch, step, best_wer = resume["epoch"] + 1, resume["step"], resume["best_wer"]
         log.info("resuming from %s after epoch %d", cfg.train.resume, resume["epoch"] + 1)
 
-    dataset = UtteranceDataset(train_utts, recognizer.tokenizer, recognizer.features.sample_rate)
+    dataset = UtteranceDataset(train_utts, recognizer.tokenizer, recognizer.features.sample_rate, cfg.train.speeds)
     loader = DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.train.num_workers,
         pin_memory=device.type == "cuda", persistent_workers=cfg.train.num_workers > 0,

@@ -47,3 +47,16 @@ def test_manifest_round_trip_and_errors(tmp_path):
         read_manifest(path)
     with pytest.raises(ManifestError, match="no such manifest"):
         read_manifest(tmp_path / "none.jsonl")
+
+
+def test_speed_perturbation_changes_duration_and_pitch():
+    from asr.data import speed_perturb
+    from conftest import tone
+    import numpy as np
+
+    audio = torch.from_numpy(tone(1.0, freq=500.0))
+    assert speed_perturb(audio, 16000, 1.0) is audio
+    fast = speed_perturb(audio, 16000, 1.25)
+    assert abs(fast.shape[0] - 12800) <= 1
+    spectrum = np.abs(np.fft.rfft(fast.numpy()))
+    assert abs(np.argmax(spectrum) * 16000 / fast.shape[0] - 625) < 5

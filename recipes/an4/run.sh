@@ -2,7 +2,10 @@
 # AN4 from audio to WER. Run from the repository root:
 #   recipes/an4/run.sh [--config cpu|gpu] [--src PATH_OR_URL] [--exp DIR] [--data DIR]
 #                      [--stage N] [--stop-stage N] [-- extra Hydra overrides for training]
-# Stages: 1 prepare manifests, 2 train, 3 evaluate on test (report in EXP/test.json).
+# Stages: 1 prepare manifests, 2 train, 3 evaluate on test with greedy decoding (EXP/test.json),
+#         4 build a word n-gram LM and lexicon from the training transcripts (EXP/lm/),
+#         5 tune LM weight and word score on dev (EXP/decoder.json),
+#         6 evaluate on test with the LM decoder (EXP/test_lm.json).
 set -euo pipefail
 
 config=cpu
@@ -10,7 +13,8 @@ src=http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz
 data=data/an4
 exp=
 stage=1
-stop_stage=3
+stop_stage=6
+lm_order=4
 while [ $# -gt 0 ]; do
   case "$1" in
     --config) config=$2; shift 2 ;;
@@ -19,8 +23,9 @@ while [ $# -gt 0 ]; do
     --exp) exp=$2; shift 2 ;;
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
+    --lm-order) lm_order=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -42,4 +47,21 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   echo "== stage 3: evaluate on AN4 test"
   asr evaluate --model "$exp/best.pt" --manifest "$data/test.jsonl" --report "$exp/test.json"
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  echo "== stage 4: $lm_order-gram word LM and lexicon from the training transcripts"
+  asr lm build --order "$lm_order" --text "$data/train.jsonl" --out "$exp/lm/words.arpa" \
+    --lexicon "$exp/lm/lexicon.txt"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  echo "== stage 5: tune the LM decoder on dev"
+  asr tune-decoder --model "$exp/best.pt" --manifest "$data/dev.jsonl" \
+    --lm "$exp/lm/words.arpa" --lexicon "$exp/lm/lexicon.txt"
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  echo "== stage 6: evaluate on AN4 test with the LM decoder (settings from $exp/decoder.json)"
+  asr evaluate --model "$exp/best.pt" --manifest "$data/test.jsonl" --decoder lm --report "$exp/test_lm.json"
 fi
