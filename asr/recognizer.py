@@ -143,6 +143,14 @@ def load_recognizer(path: str | Path | None = None, device: str | torch.device =
     return recognizer.to(device).eval()
 
 
+def export_checkpoint(src: str | Path, dst: str | Path, half: bool = True, **extra) -> Path:
+    """A copy of `src` for inference: no optimizer state, weights in float16 when `half`."""
+    checkpoint = read_checkpoint(src)
+    model = {k: v.half() if half and v.is_floating_point() else v for k, v in checkpoint["model"].items()}
+    keep = ("format_version", "dims", "features", "vocab", "norm_mean", "norm_std", "epoch", "metrics", "config")
+    return save_atomic({**{k: checkpoint[k] for k in keep if k in checkpoint}, "model": model, **extra}, dst)
+
+
 def save_atomic(obj: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

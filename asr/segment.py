@@ -21,37 +21,36 @@ def split_on_silence(
     audio: np.ndarray,
     sample_rate: int,
     max_seconds: float = 20.0,
-    min_silence_seconds: float = 0.25,
+    min_silence_seconds: float = 0.5,
     threshold_db: float = 12.0,
 ) -> list[tuple[int, int]]:
     """`(start, end)` sample ranges that cover `audio`, each at most `max_seconds` long.
 
-    A block is silent when its energy is less than `threshold_db` above the recording's noise floor
-    (its 10th-percentile block energy). Cuts go in the middle of the last silence of at least
-    `min_silence_seconds` that keeps a segment within `max_seconds`; where there is none, at the
-    quietest block of the segment's second half.
+    A 10 ms block is silent when its energy is less than `threshold_db` above the recording's noise
+    floor (its 10th-percentile block energy). A recording longer than `max_seconds` is cut in the
+    middle of every silence of at least `min_silence_seconds`, so that its segments look like the
+    utterances a model is trained on; a stretch still too long is cut at its quietest block past a
+    quarter of the limit. A shorter recording is one segment.
     """
     n_samples = len(audio)
+    block = int(sample_rate * BLOCK_SECONDS)
     if n_samples <= max_seconds * sample_rate:
         return [(0, n_samples)]
     energy = block_energy_db(audio, sample_rate)
     silent = energy < np.percentile(energy, 10) + threshold_db
-    block = int(sample_rate * BLOCK_SECONDS)
-    cut_points = _silence_centres(silent, int(min_silence_seconds / BLOCK_SECONDS))
     max_blocks = int(max_seconds / BLOCK_SECONDS)
-    segments, start = [], 0
-    while len(energy) - start > max_blocks:
-        limit = start + max_blocks
-        inside = cut_points[(cut_points > start + max_blocks // 4) & (cut_points <= limit)]
-        if len(inside):
-            cut = int(inside[-1])
-        else:
-            half = start + max_blocks // 2
-            cut = half + int(np.argmin(energy[half:limit]))
-        segments.append((start * block, cut * block))
-        start = cut
-    segments.append((start * block, n_samples))
-    return segments
+    cuts = [0, *_silence_centres(silent, int(min_silence_seconds / BLOCK_SECONDS)).tolist(), len(energy)]
+    bounds = [0]
+    for start, end in zip(cuts, cuts[1:]):
+        while end - start > max_blocks:
+            lo = start + max_blocks // 4
+            start = lo + int(np.argmin(energy[lo : start + max_blocks]))
+            bounds.append(start)
+        if end not in (0, len(energy)):
+            bounds.append(end)
+    samples = sorted({b * block for b in bounds if 0 < b < len(energy)})
+    edges = [0, *samples, n_samples]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
 def _silence_centres(silent: np.ndarray, min_blocks: int) -> np.ndarray:
