@@ -67,10 +67,20 @@ def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> Path:
     return atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    path = Path(path)
+def temporary_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file next to `path` (same file system, so `os.replace` is atomic), with the
+    permissions an ordinary new file gets rather than mkstemp's owner-only ones."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return fd, tmp
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -8,7 +8,6 @@ so a kill at any moment leaves either the old file or the new one, never a torn 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +16,7 @@ from torch import nn
 
 from asr.decoding import Decoder, GreedyDecoder
 from asr.features import FeatureConfig, FeatureExtractor, GlobalNorm, SpecAugment, SpecAugmentConfig
+from asr.manifest import temporary_beside
 from asr.model import CTCModel, ModelDims
 from asr.tokenizer import CharTokenizer
 
@@ -153,8 +153,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, half: bool = True, **ext
 
 def save_atomic(obj: dict, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temporary_beside(path)
     os.close(fd)
     try:
         torch.save(obj, tmp)

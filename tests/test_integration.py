@@ -92,3 +92,44 @@ def test_a_bad_checkpoint_is_named(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert main(["transcribe", "--model", str(bad), "x.wav"]) == 2
     assert f"{bad}: not a loadable checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_lm_build_tune_and_decode_through_the_cli(trained, tmp_path, capsys):
+    tmp, manifest, utts = trained
+    model = tmp_path / "model" / "best.pt"
+    model.parent.mkdir()
+    model.write_bytes((tmp / "exp" / "best.pt").read_bytes())
+    lm, lexicon = tmp_path / "model" / "words.arpa", tmp_path / "model" / "lexicon.txt"
+    assert main(["lm", "build", "--order", "3", "--text", str(manifest), "--out", str(lm), "--lexicon", str(lexicon)]) == 0
+    assert "THIRTY T H I R T Y |" in lexicon.read_text()
+    assert main(["tune-decoder", "--model", str(model), "--manifest", str(manifest), "--lm", str(lm),
+                 "--lexicon", str(lexicon), "--lm-weights", "0.5", "1.0", "--word-scores", "0", "1",
+                 "--device", "cpu"]) == 0
+    saved = json.loads((model.parent / "decoder.json").read_text())
+    assert saved["lm"] == "words.arpa" and saved["lm_weight"] in (0.5, 1.0) and saved["word_score"] in (0, 1)
+    report = tmp_path / "lm.json"
+    assert main(["evaluate", "--model", str(model), "--manifest", str(manifest), "--decoder", "lm",
+                 "--report", str(report), "--device", "cpu"]) == 0
+    assert json.loads(report.read_text())["cer"] < 10.0
+    out = tmp_path / "out"
+    assert main(["transcribe", "--model", str(model), "--decoder", "lm", "--format", "all", "--output-dir", str(out),
+                 "--device", "cpu", utts[0].audio]) == 0
+    stem = utts[0].id
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}.{f}" for f in ("txt", "json", "srt", "vtt", "tsv"))
+    body = json.loads((out / f"{stem}.json").read_text())
+    words = body["segments"][0]["words"]
+    assert body["text"] == " ".join(w["word"] for w in words)
+    assert all(0 <= w["start"] < w["end"] <= utts[0].duration + 0.05 and 0 <= w["confidence"] <= 1 for w in words)
+    assert [w["start"] for w in words] == sorted(w["start"] for w in words)
+
+
+@pytest.mark.slow
+def test_a_malformed_arpa_is_a_clear_error_not_a_crash(trained, tmp_path, capsys):
+    tmp, manifest, utts = trained
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\tA\n")
+    code = main(["transcribe", "--model", str(tmp / "exp" / "best.pt"), "--decoder", "lm", "--lm", str(bad),
+                 "--lexicon", "none", "--device", "cpu", utts[0].audio])
+    assert code == 2
+    assert f"{bad}" in capsys.readouterr().err
