@@ -45,14 +45,16 @@ def _load(args):
     """The recogniser and the decoder that the shared model/decoder flags ask for."""
     from dataclasses import asdict
 
-    from asr.decoding import BeamOptions, make_decoder, read_beam_options
+    from asr.decoding import BeamOptions, decode_config, make_decoder, read_beam_options
     from asr.recognizer import BUILTIN_MODEL, load_recognizer
     from asr.train import pick_device
 
     model = Path(args.model) if args.model else BUILTIN_MODEL
     recognizer = load_recognizer(model, pick_device(args.device))
     saved = model.parent / "decoder.json"
-    options = read_beam_options(saved) if saved.is_file() else BeamOptions()
+    options = decode_config(args.decoder)
+    if saved.is_file() and args.decoder != "greedy":
+        options = read_beam_options(saved)
     given = {k: getattr(args, k) for k in ("lm", "lexicon", "beam_size", "lm_weight", "word_score")}
     options = BeamOptions(**{**asdict(options), **{k: v for k, v in given.items() if v is not None}})
     if options.lexicon == "none":

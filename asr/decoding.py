@@ -99,6 +99,20 @@ class BeamDecoder(Decoder):
         return texts
 
 
+def decode_config(name: str) -> BeamOptions:
+    """The defaults of `conf/decode/<name>.yaml`."""
+    from omegaconf import OmegaConf
+
+    from asr.config import config_dir
+
+    path = config_dir() / "decode" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
+    values = OmegaConf.to_container(OmegaConf.load(path))
+    values.pop("name")
+    return BeamOptions(**values)
+
+
 def make_decoder(name: str, tokenizer: CharTokenizer, options: BeamOptions | None = None) -> Decoder:
     """`greedy`, `beam` (no LM) or `lm` (needs `options.lm`)."""
     if name == "greedy":

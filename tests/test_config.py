@@ -23,11 +23,20 @@ def test_every_config_composes_and_builds_its_parts(overrides):
 
 
 def test_every_group_has_options():
-    for group in ("data", "features", "model", "optim", "experiment"):
+    for group in ("data", "features", "model", "optim", "experiment", "decode"):
         assert group_options(group)
     assert {"compact", "ds2"} <= set(group_options("model"))
     assert {"an4_cpu", "an4_gpu"} <= set(group_options("experiment"))
+    assert set(group_options("decode")) == {"greedy", "beam", "lm"}
 
 
 def test_ds2_selects_the_linear_spectrogram():
     assert compose_config(["model=ds2"]).features.kind == "spectrogram"
+
+
+@pytest.mark.parametrize("name", group_options("decode"))
+def test_every_decode_config_gives_beam_options(name):
+    from asr.decoding import decode_config
+
+    options = decode_config(name)
+    assert options.beam_size > 0 and options.lm is None

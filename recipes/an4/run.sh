@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # AN4 from audio to WER. Run from the repository root:
-#   recipes/an4/run.sh [--config cpu|gpu] [--src PATH_OR_URL] [--exp DIR] [--data DIR]
-#                      [--stage N] [--stop-stage N] [-- extra Hydra overrides for training]
+#   recipes/an4/run.sh [--config cpu|gpu|builtin] [--src PATH_OR_URL] [--exp DIR] [--data DIR]
+#                      [--stage N] [--stop-stage N] [--lm-order N] [-- extra Hydra overrides for training]
 # Stages: 1 prepare manifests, 2 train, 3 evaluate on test with greedy decoding (EXP/test.json),
 #         4 build a word n-gram LM and lexicon from the training transcripts (EXP/lm/),
 #         5 tune LM weight and word score on dev (EXP/decoder.json),
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$config" in cpu|gpu) ;; *) echo "run.sh: --config must be cpu or gpu" >&2; exit 2 ;; esac
+case "$config" in cpu|gpu|builtin) ;; *) echo "run.sh: --config must be cpu, gpu or builtin" >&2; exit 2 ;; esac
 exp=${exp:-exp/an4_$config}
 mkdir -p "$exp"
 
