@@ -91,6 +91,10 @@ class BucketBatchSampler(Sampler[list[int]]):
     Utterances are sorted by duration and cut into batches where `batch * longest <= max_seconds`
     (and `batch <= max_batch`); with `shuffle` the order of the batches (and of equal-length
     neighbours) changes every epoch, driven by `seed + epoch`.
+
+    With `world` > 1 processes, every rank builds the same global batches of `world` times the
+    budget and takes its own slice of each: the ranks get disjoint batches of similar lengths and
+    the same number of steps (a global batch with fewer utterances than ranks is left out).
     """
 
     def __init__(
@@ -100,12 +104,16 @@ class BucketBatchSampler(Sampler[list[int]]):
         max_batch: int = 64,
         shuffle: bool = True,
         seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
     ):
         self.durations = list(durations)
-        self.max_seconds = max_seconds
-        self.max_batch = max_batch
+        self.max_seconds = max_seconds * world
+        self.max_batch = max_batch * world
         self.shuffle = shuffle
         self.seed = seed
+        self.rank = rank
+        self.world = world
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -128,7 +136,10 @@ class BucketBatchSampler(Sampler[list[int]]):
             batches.append(current)
         if self.shuffle:
             rng.shuffle(batches)
-        return batches
+        if self.world == 1:
+            return batches
+        return [b[self.rank * len(b) // self.world : (self.rank + 1) * len(b) // self.world]
+                for b in batches if len(b) >= self.world]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())

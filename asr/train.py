@@ -11,10 +11,12 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asr.data import BucketBatchSampler, UtteranceDataset, collate
+from asr.data import Batch, BucketBatchSampler, UtteranceDataset, collate
+from asr.distributed import barrier, init_distributed, shutdown
 from asr.evaluate import ctc_loss, decode_utterances, score
 from asr.config import feature_config, model_dims, specaugment_config
 from asr.features import FeatureConfig, FeatureExtractor, StatsAccumulator
@@ -66,18 +68,38 @@ def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict 
     return Recognizer(features, model_dims(cfg, len(tokenizer)), tokenizer, mean, std, specaugment)
 
 
+def batch_loss(model, batch: Batch, device: torch.device, autocast) -> torch.Tensor:
+    """Summed CTC loss of `batch` (`model` is the recogniser, or its DistributedDataParallel wrapper)."""
+    waveforms, n_samples = batch.waveforms.to(device, non_blocking=True), batch.n_samples.to(device)
+    with autocast:
+        log_probs, n_frames = model(waveforms, n_samples)
+    return ctc_loss(log_probs.float(), n_frames, batch.targets.to(device), batch.n_targets.to(device))
+
+
+def placeholder_batch(recognizer: Recognizer) -> Batch:
+    """One window of silence with a one-token target, for a rank whose batch was all unreadable."""
+    n = recognizer.features.win_samples
+    one = torch.ones(1, dtype=torch.long)
+    return Batch([], torch.zeros(1, n), torch.tensor([n]), one, one, 0)
+
+
 def train(cfg: DictConfig) -> Path:
-    """Train as `cfg` says; returns the path of the best checkpoint (by dev WER)."""
+    """Train as `cfg` says; returns the path of the best checkpoint (by dev WER).
+
+    Under torchrun each process trains on its share of every global batch; rank 0 evaluates,
+    logs and writes checkpoints.
+    """
+    rank, device = init_distributed(pick_device(cfg.device))
     out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(".*.pt.*.tmp"):  # left by a kill during a save
-        stale.unlink()
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if rank.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.glob(".*.pt.*.tmp"):  # left by a kill during a save
+            stale.unlink()
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
+    random.seed(cfg.seed + rank.rank)  # speed perturbation differs between ranks
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = pick_device(cfg.device)
 
     train_utts = read_manifest(cfg.data.train)
     dev_utts = read_manifest(cfg.data.dev) if cfg.data.get("dev") else []
@@ -85,16 +107,20 @@ def train(cfg: DictConfig) -> Path:
     if resume is not None and "optimizer" not in resume:
         raise ValueError(f"{cfg.train.resume}: holds no training state to resume from")
     recognizer = build_recognizer(cfg, train_utts, resume).to(device)
-    log.info("model: %s, %.2f M parameters", cfg.model.name, recognizer.model.n_parameters() / 1e6)
+    model = recognizer
+    if rank.distributed:
+        model = DistributedDataParallel(recognizer, device_ids=[device.index] if device.type == "cuda" else None)
+    if rank.is_main:
+        log.info("model: %s, %.2f M parameters, %d process(es)", cfg.model.name,
+                 recognizer.model.n_parameters() / 1e6, rank.world)
 
     o = cfg.optim
     optimizer = torch.optim.AdamW(
         recognizer.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
         fused=device.type == "cuda",
     )
-    sampler = BucketBatchSampler(
-        [u.duration for u in train_utts], cfg.train.max_batch_seconds, cfg.train.max_batch, True, cfg.seed
-    )
+    sampler = BucketBatchSampler([u.duration for u in train_utts], cfg.train.max_batch_seconds,
+                                 cfg.train.max_batch, True, cfg.seed, rank.rank, rank.world)
     total_steps = cfg.train.epochs * len(sampler)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, o.warmup_fraction, o.final_lr_ratio)
@@ -104,7 +130,8 @@ def train(cfg: DictConfig) -> Path:
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         start_epoch, step, best_wer = resume["epoch"] + 1, resume["step"], resume["best_wer"]
-        log.info("resuming from %s after epoch %d", cfg.train.resume, resume["epoch"] + 1)
+        if rank.is_main:
+            log.info("resuming from %s after epoch %d", cfg.train.resume, resume["epoch"] + 1)
 
     dataset = UtteranceDataset(train_utts, recognizer.tokenizer, recognizer.features.sample_rate, cfg.train.speeds)
     loader = DataLoader(
@@ -113,24 +140,26 @@ def train(cfg: DictConfig) -> Path:
     )
     autocast = _autocast(device, cfg.train.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.precision == "fp16")
-    writer = _tensorboard(out_dir)
+    writer = _tensorboard(out_dir) if rank.is_main else None
     config_dict = OmegaConf.to_container(cfg, resolve=True)
 
     for epoch in range(start_epoch, cfg.train.epochs):
         sampler.set_epoch(epoch)
         recognizer.train()
         started, audio_seconds, loss_sum, n_utts, n_skipped = time.time(), 0.0, 0.0, 0, 0
-        progress = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", leave=False)
+        progress = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", leave=False,
+                        disable=not rank.is_main)
         for batch in progress:
             n_skipped += batch.n_skipped
-            if not batch.utterances:
-                continue
-            waveforms, n_samples = batch.waveforms.to(device, non_blocking=True), batch.n_samples.to(device)
-            with autocast:
-                log_probs, n_frames = recognizer(waveforms, n_samples)
-            loss = ctc_loss(log_probs.float(), n_frames, batch.targets.to(device), batch.n_targets.to(device))
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss / len(batch.utterances)).backward()
+            if batch.utterances:
+                loss = batch_loss(model, batch, device, autocast)
+                scaler.scale(loss / len(batch.utterances)).backward()
+            elif rank.distributed:  # nothing readable here, but the other ranks wait for our gradients
+                (batch_loss(model, placeholder_batch(recognizer), device, autocast) * 0.0).backward()
+                continue
+            else:
+                continue
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(recognizer.model.parameters(), cfg.train.grad_clip)
             scaler.step(optimizer)
@@ -141,11 +170,14 @@ def train(cfg: DictConfig) -> Path:
             n_utts += len(batch.utterances)
             audio_seconds += sum(u.duration for u in batch.utterances)
             progress.set_postfix(loss=f"{loss_sum / n_utts:.3f}", audio_s_per_s=f"{audio_seconds / (time.time() - started):.0f}")
+        if not rank.is_main:
+            barrier(rank)  # rank 0 evaluates and saves meanwhile
+            continue
         epoch_seconds = time.time() - started
         row = {
             "epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0],
             "train_loss": loss_sum / max(1, n_utts), "epoch_seconds": round(epoch_seconds, 2),
-            "audio_seconds_per_second": round(audio_seconds / epoch_seconds, 1), "skipped": n_skipped,
+            "audio_seconds_per_second": round(audio_seconds * rank.world / epoch_seconds, 1), "skipped": n_skipped,
         }
         if n_skipped:
             log.warning("epoch %d: skipped %d utterance(s) whose audio could not be read", epoch + 1, n_skipped)
@@ -166,8 +198,10 @@ def train(cfg: DictConfig) -> Path:
             recognizer.save(out_dir / "best.pt", epoch=epoch, metrics=row, config=config_dict)
         # After the checkpoint, so that a resumed run never logs an epoch twice.
         _log_metrics(out_dir, row, writer)
+        barrier(rank)
     if writer is not None:
         writer.close()
+    shutdown(rank)
     best = out_dir / "best.pt"
     return best if best.exists() else out_dir / "last.pt"
 
