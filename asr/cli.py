@@ -5,8 +5,8 @@ It parses arguments and calls the library; flags carry the names of the keyword 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +37,8 @@ def _train(args) -> int:
     from asr.train import train
 
     best = train(compose_config(args.overrides))
-    print(f"best checkpoint: {best}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        print(f"best checkpoint: {best}")
     return 0
 
 

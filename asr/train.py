@@ -36,13 +36,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def estimate_stats(features: FeatureConfig, utterances: list[Utterance], max_utterances: int, seed: int):
+def estimate_stats(features: FeatureConfig, utterances: list[Utterance], max_utterances: int, seed: int,
+                   progress: bool = True):
     """Per-bin mean and standard deviation of the features over (a sample of) the training set."""
     sample = random.Random(seed).sample(utterances, min(max_utterances, len(utterances)))
     extractor = FeatureExtractor(features)
     accumulator = StatsAccumulator(features.n_features)
     dataset = UtteranceDataset(sample, None, features.sample_rate)
-    for utt, audio, _ in tqdm(dataset, desc="feature statistics", unit="utt", leave=False):
+    for utt, audio, _ in tqdm(dataset, desc="feature statistics", unit="utt", leave=False, disable=not progress):
         if audio is not None:
             feats, n_frames = extractor(audio[None], torch.tensor([audio.shape[0]]))
             accumulator.add(feats, n_frames)
@@ -58,13 +59,13 @@ def lr_factor(step: int, total_steps: int, warmup_fraction: float, final_ratio: 
     return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict | None) -> Recognizer:
+def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict | None, progress: bool = True) -> Recognizer:
     specaugment = specaugment_config(cfg)
     if resume is not None:
         return Recognizer.from_checkpoint(resume, specaugment)
     features = feature_config(cfg)
     tokenizer = CharTokenizer.build(u.text for u in train_utts)
-    mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed)
+    mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed, progress)
     return Recognizer(features, model_dims(cfg, len(tokenizer)), tokenizer, mean, std, specaugment)
 
 
@@ -106,7 +107,7 @@ def train(cfg: DictConfig) -> Path:
     resume = read_checkpoint(cfg.train.resume) if cfg.train.resume else None
     if resume is not None and "optimizer" not in resume:
         raise ValueError(f"{cfg.train.resume}: holds no training state to resume from")
-    recognizer = build_recognizer(cfg, train_utts, resume).to(device)
+    recognizer = build_recognizer(cfg, train_utts, resume, progress=rank.is_main).to(device)
     model = recognizer
     if rank.distributed:
         model = DistributedDataParallel(recognizer, device_ids=[device.index] if device.type == "cuda" else None)
