@@ -1,10 +1,15 @@
-"""Time full training steps (features, forward, CTC loss, backward, AdamW) of a model config.
+"""Time full training steps (features, forward, CTC loss, backward, AdamW) of a model config, and
+in the same run the same recurrent stack as bare cuDNN layers (`nn.LSTM`/`nn.GRU` over padded
+input: no packing, no normalisation, no front end) as the ceiling to compare with.
 
     python tools/bench_train.py --model compact --batch 32 --seconds 3 --device cpu [--steps 5]
-    python tools/bench_train.py --model bigru --batch 32 --seconds 15 --device cuda --dtype bf16
+    python tools/bench_train.py --model ds2 --batch 32 --seconds 15 --device cuda --dtype bf16
+    python tools/bench_train.py --model bigru --device cuda --epoch data/an4/train.jsonl
 
-Prints audio-seconds processed per second of wall time and, on CUDA, the peak GPU memory.
-Utterance lengths in a batch spread uniformly over [0.7, 1.0] x `--seconds`, as after bucketing.
+Prints audio-seconds processed per second of wall time for both, their ratio and, on CUDA, the
+peak GPU memory. Utterance lengths in a batch spread uniformly over [0.7, 1.0] x `--seconds`, as
+after bucketing. `--epoch MANIFEST` instead runs one real training epoch of the manifest through
+the training data pipeline and reports the fraction of wall time spent waiting for data.
 """
 from __future__ import annotations
 
@@ -29,6 +34,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--epoch", metavar="MANIFEST", help="time one real epoch of this manifest instead")
+    parser.add_argument("--workers", type=int, default=4, help="data loader workers for --epoch")
+    parser.add_argument("--max-batch-seconds", type=float, default=320.0, help="batch budget for --epoch")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.hidden=384")
     args = parser.parse_args()
     if args.threads:
@@ -62,6 +70,24 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
+    print(f"model {args.model} ({recognizer.model.n_parameters() / 1e6:.2f} M parameters), batch {args.batch} x "
+          f"{args.seconds:g} s, {args.device} {args.dtype if use_autocast else 'fp32'}")
+    if args.epoch:
+        time_epoch(args, recognizer, optimizer, device, dtype, use_autocast)
+        return
+    audio_seconds = float(n_samples.sum()) / features.sample_rate * args.steps
+    ours, ours_memory = timed(step, args, device)
+    bare_step = bare_cudnn_step(recognizer, waveforms, n_samples, targets, n_targets, device, dtype, use_autocast)
+    bare, bare_memory = timed(bare_step, args, device)
+    print(f"ours:       {audio_seconds / ours:8.1f} audio-seconds per second  ({ours / args.steps * 1000:.0f} ms per step)")
+    print(f"bare cuDNN: {audio_seconds / bare:8.1f} audio-seconds per second  ({bare / args.steps * 1000:.0f} ms per step)")
+    print(f"ratio ours / bare: {bare / ours:.1%}")
+    if device.type == "cuda":
+        print(f"peak GPU memory: ours {ours_memory / 2**30:.2f} GiB, bare {bare_memory / 2**30:.2f} GiB")
+
+
+def timed(step, args, device) -> tuple[float, int]:
+    """Seconds for `args.steps` steps after `args.warmup`, and peak GPU memory (0 on CPU)."""
     for _ in range(args.warmup):
         step()
     if device.type == "cuda":
@@ -72,13 +98,72 @@ def main() -> None:
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
+    memory = torch.cuda.max_memory_allocated() if device.type == "cuda" else 0
+    return time.perf_counter() - started, memory
+
+
+def bare_cudnn_step(recognizer, waveforms, n_samples, targets, n_targets, device, dtype, use_autocast):
+    """The recurrent stack alone: one multi-layer nn.LSTM/GRU on padded input of the size our
+    front end hands it, a linear output and CTC; no packing, no normalisation, no feature pipeline."""
+    dims = recognizer.dims
+    with torch.no_grad():
+        feats, n_frames = recognizer.extractor(waveforms, n_samples)
+        n_out = recognizer.model.output_lengths(n_frames)
+    rnn_class = torch.nn.LSTM if dims.rnn_type == "lstm" else torch.nn.GRU
+    rnn = rnn_class(recognizer.model.front_end.n_output, dims.hidden, num_layers=dims.n_layers,
+                    batch_first=True, bidirectional=dims.bidirectional).to(device)
+    output = torch.nn.Linear(dims.hidden * (2 if dims.bidirectional else 1), dims.n_tokens).to(device)
+    params = [*rnn.parameters(), *output.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=device.type == "cuda")
+    x = torch.randn(waveforms.shape[0], int(n_out.max()), recognizer.model.front_end.n_output, device=device)
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
+            hidden, _ = rnn(x)
+            logits = output(hidden)
+        loss = ctc_loss(logits.float().log_softmax(-1), n_out, targets, n_targets) / x.shape[0]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def time_epoch(args, recognizer, optimizer, device, dtype, use_autocast) -> None:
+    """One epoch of a manifest through the training pipeline; the share of time spent waiting for data."""
+    from torch.utils.data import DataLoader
+
+    from asr.data import BucketBatchSampler, UtteranceDataset, collate
+    from asr.manifest import read_manifest
+    from asr.train import batch_loss
+
+    utterances = read_manifest(args.epoch)
+    dataset = UtteranceDataset(utterances, recognizer.tokenizer, recognizer.features.sample_rate)
+    sampler = BucketBatchSampler([u.duration for u in utterances], args.max_batch_seconds, args.batch)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=args.workers,
+                        pin_memory=device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=use_autocast)
+    waited, audio_seconds = 0.0, 0.0
+    started = time.perf_counter()
+    batches = iter(loader)
+    while True:
+        asked = time.perf_counter()
+        batch = next(batches, None)
+        waited += time.perf_counter() - asked
+        if batch is None:
+            break
+        if not batch.utterances:
+            continue
+        loss = batch_loss(recognizer, batch, device, autocast) / len(batch.utterances)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # so that waiting is not hidden behind queued GPU work
+        audio_seconds += sum(u.duration for u in batch.utterances)
     elapsed = time.perf_counter() - started
-    audio_seconds = float(n_samples.sum()) / features.sample_rate * args.steps
-    print(f"model {args.model} ({recognizer.model.n_parameters() / 1e6:.2f} M parameters), batch {args.batch} x "
-          f"{args.seconds:g} s, {args.device} {args.dtype if use_autocast else 'fp32'}")
-    print(f"audio-seconds per second: {audio_seconds / elapsed:.1f}  ({elapsed / args.steps * 1000:.0f} ms per step)")
-    if device.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    print(f"epoch of {args.epoch}: {elapsed:.1f} s, {audio_seconds / elapsed:.1f} audio-seconds per second, "
+          f"waiting for data {waited / elapsed:.1%} of the time ({args.workers} workers)")
 
 
 if __name__ == "__main__":
