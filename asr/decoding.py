@@ -85,9 +85,26 @@ class BeamDecoder(Decoder):
             sil_token=WORD_SEPARATOR,
         )
 
+    def _close_last_word(self, emissions: torch.Tensor, n_frames: torch.Tensor):
+        """Append one certain word-separator frame to each utterance.
+
+        Lexicon entries end with `|`, but our models emit `|` only between words, so without it
+        the lexicon search could never finish an utterance's last word and would drop it.
+        """
+        separator = self.tokenizer.encode(" ")[0]
+        batch, _, n_tokens = emissions.shape
+        extended = torch.cat([emissions, torch.full((batch, 1, n_tokens), -1e4)], dim=1)
+        rows = torch.arange(batch)
+        extended[rows, n_frames] = -1e4
+        extended[rows, n_frames, separator] = 0.0
+        return extended, n_frames + 1
+
     def decode(self, log_probs: torch.Tensor, n_frames: torch.Tensor) -> list[str]:
-        emissions = log_probs.detach().float().cpu().contiguous()
-        hypotheses = self._decoder(emissions, n_frames.detach().cpu().to(torch.int32))
+        emissions = log_probs.detach().float().cpu()
+        n_frames = n_frames.detach().cpu().long()
+        if self.options.lexicon:
+            emissions, n_frames = self._close_last_word(emissions, n_frames)
+        hypotheses = self._decoder(emissions.contiguous(), n_frames.to(torch.int32))
         texts = []
         for nbest in hypotheses:
             if not nbest:

@@ -39,3 +39,18 @@ def test_error_rates():
     assert utterance_wer("A B", "") == 100.0
     with pytest.raises(ValueError):
         error_rates([""], ["A"])
+
+
+def test_lexicon_search_keeps_the_last_word(tmp_path):
+    from asr.decoding import BeamDecoder, BeamOptions, write_lexicon
+
+    tokenizer = CharTokenizer([BLANK, " ", "A", "B"])
+    lexicon = write_lexicon(["AB", "B", "A"], tmp_path / "lexicon.txt", tokenizer)
+    assert lexicon.read_text() == "A A |\nAB A B |\nB B |\n"
+    frames = [2, 0, 3, 1, 0, 3, 0]  # "AB B", no separator after the last word, as our models emit
+    log_probs = torch.full((1, len(frames), 4), -10.0)
+    for t, token in enumerate(frames):
+        log_probs[0, t, token] = 0.0
+    decoder = BeamDecoder(tokenizer, BeamOptions(lexicon=str(lexicon)))
+    assert decoder.decode(log_probs.log_softmax(-1), torch.tensor([len(frames)])) == ["AB B"]
+    assert BeamDecoder(tokenizer, BeamOptions()).decode(log_probs.log_softmax(-1), torch.tensor([7])) == ["AB B"]
