@@ -72,8 +72,10 @@ def main() -> None:
                        stdout=subprocess.DEVNULL, env={"OMP_NUM_THREADS": str(args.threads), **dict(__import__("os").environ)})
         elapsed = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB
+        body = __import__("json").loads((Path(tmp) / "hour.json").read_text())
+        n_words = sum(len(s["words"]) for s in body["segments"])
         print(f"one-hour file ({duration / 60:.1f} min): transcribed (greedy, with word times) in {elapsed:.0f} s, "
-              f"RTF {elapsed / duration:.4f}, peak memory {peak:.2f} GiB")
+              f"RTF {elapsed / duration:.4f}, peak memory {peak:.2f} GiB, {len(body['segments'])} segments, {n_words} words")
 
 
 if __name__ == "__main__":
