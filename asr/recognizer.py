@@ -59,17 +59,17 @@ class Recognizer(nn.Module):
         return self.model(feats, n_frames)
 
     @torch.no_grad()
-    def transcribe_waveforms(
-        self, waveforms: Sequence[torch.Tensor], decoder: Decoder | None = None
-    ) -> list[str]:
-        """Mono waveforms at `features.sample_rate` -> texts, in one padded batch."""
-        decoder = decoder or GreedyDecoder(self.tokenizer)
+    def infer(self, waveforms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mono waveforms at `features.sample_rate`, in one padded batch -> log-probs and `n_frames`."""
         n_samples = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
         batch = torch.zeros(len(waveforms), int(n_samples.max()))
         for row, wave in enumerate(waveforms):
             batch[row, : wave.shape[0]] = torch.as_tensor(wave)
-        log_probs, n_frames = self(batch.to(self.device), n_samples.to(self.device))
-        return decoder.decode(log_probs, n_frames)
+        return self(batch.to(self.device), n_samples.to(self.device))
+
+    def transcribe_waveforms(self, waveforms: Sequence[torch.Tensor], decoder: Decoder | None = None) -> list[str]:
+        """Mono waveforms at `features.sample_rate` -> texts."""
+        return (decoder or GreedyDecoder(self.tokenizer)).decode(*self.infer(waveforms))
 
     def transcribe(self, audio, decoder: Decoder | None = None, max_segment_seconds: float = 20.0):
         """A file path or mono float32 samples (at `features.sample_rate`) -> `asr.transcribe.Transcript`

@@ -126,11 +126,7 @@ def _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_siz
     segments: dict[int, list[Segment]] = {index: [] for index in range(len(group))}
     for first in range(0, len(pieces), batch_size):
         batch = pieces[first : first + batch_size]
-        waves = torch.zeros(len(batch), len(batch[-1][2]))
-        for row, (_, _, samples) in enumerate(batch):
-            waves[row, : len(samples)] = torch.from_numpy(samples)
-        n_samples = torch.tensor([len(samples) for _, _, samples in batch])
-        log_probs, n_frames = recognizer(waves.to(recognizer.device), n_samples.to(recognizer.device))
+        log_probs, n_frames = recognizer.infer([torch.from_numpy(samples) for _, _, samples in batch])
         texts = decoder.decode(log_probs, n_frames)
         log_probs, n_frames = log_probs.float().cpu(), n_frames.cpu()
         for row, ((index, start, samples), text) in enumerate(zip(batch, texts)):
@@ -139,7 +135,7 @@ def _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_siz
             words = [w.shifted(offset) for w in words]
             segments[index].append(Segment(round(offset, 3), round(offset + len(samples) / rate, 3), text, words))
         if bar is not None:
-            bar.update(round(float(n_samples.sum()) / rate, 1))
+            bar.update(round(sum(len(samples) for _, _, samples in batch) / rate, 1))
     for index, (path, audio) in enumerate(group):
         if isinstance(audio, AudioError):
             yield Transcript(path, error=audio.reason)
