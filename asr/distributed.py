@@ -47,5 +47,7 @@ def barrier(rank: Rank) -> None:
 
 
 def shutdown(rank: Rank) -> None:
+    """Leave the group together: a rank that tears down while another still talks makes gloo abort."""
     if rank.distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

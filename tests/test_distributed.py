@@ -1,5 +1,6 @@
 """Two CPU processes (torchrun, gloo) give the same loss and gradients as one on the same global batch."""
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -39,9 +40,13 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     out = tmp_path / "ddp.pt"
     script = Path(__file__).with_name("distributed_step.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    with socket.socket() as probe:  # a free port, so that parallel or repeated runs do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            str(script), str(out)]
-    subprocess.run(cmd, check=True, env=env, timeout=240, capture_output=True)
+    run = subprocess.run(cmd, env=env, timeout=240, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     ddp = torch.load(out, weights_only=True)
     assert ddp["shares"] == 2
 
