@@ -74,6 +74,11 @@ def _norm(kind: str, size: int) -> nn.Module:
     return {"none": nn.Identity, "layer": nn.LayerNorm, "batch": nn.BatchNorm1d}[kind](size)
 
 
+def _conv_length(n_frames: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    """Frames out of one convolution along time."""
+    return torch.div(n_frames + 2 * padding - kernel, stride, rounding_mode="floor") + 1
+
+
 class ConvFrontEnd(nn.Module):
     """Conv2d stack over (freq, time): `(batch, frames, n_input)` -> `(batch, frames', n_output)`."""
 
@@ -98,17 +103,17 @@ class ConvFrontEnd(nn.Module):
         self.n_output = in_channels * n_freq if self.blocks else dims.n_input
 
     def output_lengths(self, n_frames: torch.Tensor) -> torch.Tensor:
-        for kernel, stride, padding in self.time_geometry:
-            n_frames = torch.div(n_frames + 2 * padding - kernel, stride, rounding_mode="floor") + 1
+        for geometry in self.time_geometry:
+            n_frames = _conv_length(n_frames, *geometry)
         return n_frames
 
     def forward(self, feats: torch.Tensor, n_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.blocks:
             return feats, n_frames
         x = feats.transpose(1, 2).unsqueeze(1)  # (batch, 1, freq, time)
-        for block, (kernel, stride, padding) in zip(self.blocks, self.time_geometry):
+        for block, geometry in zip(self.blocks, self.time_geometry):
             x = block(x)
-            n_frames = torch.div(n_frames + 2 * padding - kernel, stride, rounding_mode="floor") + 1
+            n_frames = _conv_length(n_frames, *geometry)
             # Zero the padded frames so the next kernel sees what it would see on the utterance alone.
             x = x * frame_mask(n_frames, x.shape[-1])[:, None, None, :]
         batch, channels, n_freq, time = x.shape
