@@ -18,7 +18,7 @@ class Word:
     end: float
     confidence: float
 
-    def shifted(self, seconds: float) -> "Word":
+    def shifted(self, seconds: float) -> Word:
         return Word(self.word, round(self.start + seconds, 3), round(self.end + seconds, 3), self.confidence)
 
 

@@ -47,8 +47,8 @@ def _load(args):
     from dataclasses import asdict
 
     from asr.decoding import BeamOptions, decode_config, make_decoder, read_beam_options
+    from asr.devices import pick_device
     from asr.recognizer import BUILTIN_MODEL, load_recognizer
-    from asr.train import pick_device
 
     model = Path(args.model) if args.model else BUILTIN_MODEL
     recognizer = load_recognizer(model, pick_device(args.device))

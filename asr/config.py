@@ -1,9 +1,9 @@
 """Hydra composition of the training configuration (conf/, shipped as package `asr.conf`)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Sequence
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 import torchaudio.functional as AF
 from torch.utils.data import Dataset, Sampler
+from tqdm import tqdm
 
 from asr.audio import AudioError, load_audio
 from asr.manifest import Utterance
@@ -27,24 +30,45 @@ class UtteranceDataset(Dataset):
         tokenizer: CharTokenizer | None,
         sample_rate: int,
         speeds: Sequence[float] = (1.0,),
+        cache: Mapping[str, np.ndarray | None] | None = None,
     ):
         self.utterances = list(utterances)
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
         self.speeds = tuple(speeds)  # speed perturbation: each item plays at a random one of these
+        self.cache = cache  # from `cache_audio`: samples by utterance id (None: unreadable, logged)
 
     def __len__(self) -> int:
         return len(self.utterances)
 
     def __getitem__(self, index: int):
         utt = self.utterances[index]
-        try:
-            audio = load_audio(utt.audio, self.sample_rate, utt.start, utt.duration)
-        except AudioError as error:
-            log.warning("skipping utterance %s: %s", utt.id, error)
+        cached = self.cache is not None and utt.id in self.cache
+        audio = self.cache[utt.id] if cached else _load_or_log(utt, self.sample_rate)
+        if audio is None:
             return utt, None, None
         tokens = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long) if self.tokenizer else None
         return utt, speed_perturb(torch.from_numpy(audio), self.sample_rate, random.choice(self.speeds)), tokens
+
+
+def _load_or_log(utt: Utterance, sample_rate: int) -> np.ndarray | None:
+    try:
+        return load_audio(utt.audio, sample_rate, utt.start, utt.duration)
+    except AudioError as error:
+        log.warning("skipping utterance %s: %s", utt.id, error)
+        return None
+
+
+def cache_audio(
+    utterances: Sequence[Utterance], sample_rate: int, threads: int = 8, progress: bool = True
+) -> dict[str, np.ndarray | None]:
+    """Every utterance's samples, read once (in `threads` threads) for a corpus small enough to
+    keep in memory: AN4's training set takes 146 MB. Unreadable audio is logged and kept as None."""
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        loaded = pool.map(lambda utt: _load_or_log(utt, sample_rate), utterances)
+        samples = list(tqdm(loaded, total=len(utterances), desc="reading audio", unit="utt", leave=False,
+                            disable=not progress))
+    return {utt.id: audio for utt, audio in zip(utterances, samples)}
 
 
 def speed_perturb(audio: torch.Tensor, sample_rate: int, speed: float) -> torch.Tensor:
@@ -65,8 +89,10 @@ class Batch:
     n_targets: torch.Tensor | None
     n_skipped: int
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         self.waveforms = self.waveforms.pin_memory()
+        if self.targets is not None:
+            self.targets = self.targets.pin_memory()
         return self
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from asr.data import Batch, BucketBatchSampler, UtteranceDataset, collate
 from asr.decoding import Decoder, GreedyDecoder
+from asr.devices import to_device
 from asr.manifest import Utterance, atomic_write_text
 from asr.metrics import error_rates, normalize_text, utterance_wer
 from asr.recognizer import Recognizer
@@ -40,16 +41,19 @@ def ctc_loss(log_probs, n_frames, targets, n_targets) -> torch.Tensor:
 @torch.no_grad()
 def forward_batches(
     recognizer: Recognizer,
-    utterances: Sequence[Utterance],
+    utterances: Sequence[Utterance] | UtteranceDataset,
     max_batch_seconds: float = 300.0,
     num_workers: int = 0,
     progress: bool = False,
 ) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor]]:
-    """`(batch, log_probs, n_frames)` over length-bucketed batches, in eval mode."""
+    """`(batch, log_probs, n_frames)` over length-bucketed batches, in eval mode. `utterances`
+    may come as a dataset already (one that holds its audio in memory, say)."""
     was_training = recognizer.training
     recognizer.eval()
-    dataset = UtteranceDataset(utterances, recognizer.tokenizer, recognizer.features.sample_rate)
-    sampler = BucketBatchSampler([u.duration for u in utterances], max_batch_seconds, shuffle=False)
+    dataset = utterances
+    if not isinstance(dataset, UtteranceDataset):
+        dataset = UtteranceDataset(utterances, recognizer.tokenizer, recognizer.features.sample_rate)
+    sampler = BucketBatchSampler([u.duration for u in dataset.utterances], max_batch_seconds, shuffle=False)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
     device = recognizer.device
     try:
@@ -57,7 +61,7 @@ def forward_batches(
             if not batch.utterances:
                 yield batch, None, None
                 continue
-            log_probs, n_frames = recognizer(batch.waveforms.to(device), batch.n_samples.to(device))
+            log_probs, n_frames = recognizer(to_device(batch.waveforms, device), batch.n_samples)
             yield batch, log_probs, n_frames
     finally:
         recognizer.train(was_training)
@@ -65,7 +69,7 @@ def forward_batches(
 
 def decode_utterances(
     recognizer: Recognizer,
-    utterances: Sequence[Utterance],
+    utterances: Sequence[Utterance] | UtteranceDataset,
     decoder: Decoder | None = None,
     max_batch_seconds: float = 300.0,
     num_workers: int = 0,
@@ -80,7 +84,7 @@ def decode_utterances(
         if log_probs is None:
             continue
         if batch.targets is not None:
-            loss = ctc_loss(log_probs, n_frames, batch.targets.to(device), batch.n_targets.to(device))
+            loss = ctc_loss(log_probs, n_frames, to_device(batch.targets, device), to_device(batch.n_targets, device))
             total_loss += float(loss)
             n_scored += len(batch.utterances)
         texts = decoder.decode(log_probs, n_frames)
@@ -114,7 +118,7 @@ def score(utterances: Sequence[Utterance], decoded: DecodeResult, n_worst: int =
 
 def evaluate(
     recognizer: Recognizer,
-    utterances: Sequence[Utterance],
+    utterances: Sequence[Utterance] | UtteranceDataset,
     decoder: Decoder | None = None,
     report_path: str | Path | None = None,
     max_batch_seconds: float = 300.0,

@@ -3,6 +3,8 @@
 The recurrent stack runs on one PackedSequence from the first layer to the last: normalisation,
 dropout, projections and direction sums act on `packed.data`, which holds valid frames only, so
 padding never reaches a statistic or a result and there is one pack and one unpack per batch.
+Packing needs the lengths on the host: pass them (`n_frames_cpu`) and the forward pass never
+waits for the GPU.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from asr.devices import to_device
 from asr.features import frame_mask
 
 
@@ -51,7 +54,7 @@ class ModelDims:
                 raise ValueError(f"{name} must be none, layer or batch")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ModelDims":
+    def from_dict(cls, values: dict) -> ModelDims:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -146,6 +149,17 @@ def _map_packed(packed: PackedSequence, fn) -> PackedSequence:
     return PackedSequence(fn(packed.data), packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
 
 
+def pack(x: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
+    """`pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)` with host
+    `lengths`, minus its blocking copy of the sort order to the GPU."""
+    lengths, order = torch.sort(lengths.cpu(), descending=True)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel())
+    order, inverse = to_device(order, x.device), to_device(inverse, x.device)
+    packed = pack_padded_sequence(x.index_select(0, order), lengths, batch_first=True)
+    return PackedSequence(packed.data, packed.batch_sizes, order, inverse)
+
+
 class CTCModel(nn.Module):
     """Normalised features `(batch, frames, n_input)` -> log-probabilities `(batch, frames', n_tokens)`."""
 
@@ -164,9 +178,13 @@ class CTCModel(nn.Module):
     def output_lengths(self, n_frames: torch.Tensor) -> torch.Tensor:
         return self.front_end.output_lengths(n_frames)
 
-    def forward(self, feats: torch.Tensor, n_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, feats: torch.Tensor, n_frames: torch.Tensor, n_frames_cpu: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n_frames_cpu`: `n_frames` on the host, if the caller has it (else a sync fetches it)."""
         x, n_out = self.front_end(feats, n_frames)
-        packed = pack_padded_sequence(x, n_out.cpu(), batch_first=True, enforce_sorted=False)
+        lengths = n_out.cpu() if n_frames_cpu is None else self.output_lengths(n_frames_cpu)
+        packed = pack(x, lengths)
         for layer in self.layers:
             packed = layer(packed)
         packed = _map_packed(packed, lambda data: self.output(self.output_norm(data)).float().log_softmax(-1))

@@ -8,14 +8,21 @@ so a kill at any moment leaves either the old file or the new one, never a torn 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
 
 from asr.decoding import Decoder, GreedyDecoder
-from asr.features import FeatureConfig, FeatureExtractor, GlobalNorm, SpecAugment, SpecAugmentConfig
+from asr.devices import to_device
+from asr.features import (
+    FeatureConfig,
+    FeatureExtractor,
+    GlobalNorm,
+    SpecAugment,
+    SpecAugmentConfig,
+)
 from asr.manifest import temporary_beside
 from asr.model import CTCModel, ModelDims
 from asr.tokenizer import CharTokenizer
@@ -52,11 +59,19 @@ class Recognizer(nn.Module):
         return self.norm.mean.device
 
     def forward(self, waveforms: torch.Tensor, n_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats, n_frames = self.extractor(waveforms, n_samples)
+        """`n_samples` best stays on the host: lengths are worked out there, and nothing waits
+        for the GPU. `n_frames` comes back on the device of `waveforms`."""
+        n_samples = n_samples.cpu()
+        feats, n_frames_cpu = self.extractor(waveforms, n_samples)
+        n_frames = to_device(n_frames_cpu, waveforms.device)
         feats = self.norm(feats, n_frames)
         if self.specaugment is not None:
             feats = self.specaugment(feats, n_frames)
-        return self.model(feats, n_frames)
+        return self.model(feats, n_frames, n_frames_cpu)
+
+    def output_lengths(self, n_samples: torch.Tensor) -> torch.Tensor:
+        """Output frames for waveforms of `n_samples` (on the device of `n_samples`)."""
+        return self.model.output_lengths(self.features.n_frames(n_samples).clamp(min=1))
 
     @torch.no_grad()
     def infer(self, waveforms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +80,7 @@ class Recognizer(nn.Module):
         batch = torch.zeros(len(waveforms), int(n_samples.max()))
         for row, wave in enumerate(waveforms):
             batch[row, : wave.shape[0]] = torch.as_tensor(wave)
-        return self(batch.to(self.device), n_samples.to(self.device))
+        return self(batch.to(self.device), n_samples)
 
     def transcribe_waveforms(self, waveforms: Sequence[torch.Tensor], decoder: Decoder | None = None) -> list[str]:
         """Mono waveforms at `features.sample_rate` -> texts."""
@@ -101,7 +116,7 @@ class Recognizer(nn.Module):
         return save_atomic(self.checkpoint(**extra), path)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict, specaugment: SpecAugmentConfig | None = None) -> "Recognizer":
+    def from_checkpoint(cls, checkpoint: dict, specaugment: SpecAugmentConfig | None = None) -> Recognizer:
         recognizer = cls(
             FeatureConfig(**checkpoint["features"]),
             ModelDims.from_dict(checkpoint["dims"]),

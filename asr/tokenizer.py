@@ -1,7 +1,7 @@
 """Character tokenizer with the CTC blank at index 0."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 BLANK = "<blank>"
 
@@ -16,7 +16,7 @@ class CharTokenizer:
         self._ids = {token: i for i, token in enumerate(self.vocab)}
 
     @classmethod
-    def build(cls, texts: Iterable[str]) -> "CharTokenizer":
+    def build(cls, texts: Iterable[str]) -> CharTokenizer:
         """The characters seen in `texts`, in sorted order, after the blank."""
         chars = set()
         for text in texts:

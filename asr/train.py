@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import random
@@ -15,34 +16,29 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asr.data import Batch, BucketBatchSampler, UtteranceDataset, collate
+from asr.config import feature_config, model_dims, specaugment_config
+from asr.data import Batch, BucketBatchSampler, UtteranceDataset, cache_audio, collate
+from asr.devices import pick_device, to_device
 from asr.distributed import barrier, init_distributed, shutdown
 from asr.evaluate import ctc_loss, decode_utterances, score
-from asr.config import feature_config, model_dims, specaugment_config
 from asr.features import FeatureConfig, FeatureExtractor, StatsAccumulator
-from asr.manifest import Utterance, read_manifest
+from asr.manifest import Utterance, atomic_write_text, read_manifest
 from asr.recognizer import Recognizer, read_checkpoint
 from asr.tokenizer import CharTokenizer
 
 log = logging.getLogger(__name__)
 
 METRICS = ["epoch", "step", "lr", "train_loss", "dev_loss", "dev_cer", "dev_wer", "epoch_seconds",
-           "audio_seconds_per_second", "skipped"]
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+           "audio_seconds_per_second", "data_wait", "skipped"]
 
 
 def estimate_stats(features: FeatureConfig, utterances: list[Utterance], max_utterances: int, seed: int,
-                   progress: bool = True):
+                   progress: bool = True, cache=None):
     """Per-bin mean and standard deviation of the features over (a sample of) the training set."""
     sample = random.Random(seed).sample(utterances, min(max_utterances, len(utterances)))
     extractor = FeatureExtractor(features)
     accumulator = StatsAccumulator(features.n_features)
-    dataset = UtteranceDataset(sample, None, features.sample_rate)
+    dataset = UtteranceDataset(sample, None, features.sample_rate, cache=cache)
     for utt, audio, _ in tqdm(dataset, desc="feature statistics", unit="utt", leave=False, disable=not progress):
         if audio is not None:
             feats, n_frames = extractor(audio[None], torch.tensor([audio.shape[0]]))
@@ -59,22 +55,28 @@ def lr_factor(step: int, total_steps: int, warmup_fraction: float, final_ratio: 
     return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict | None, progress: bool = True) -> Recognizer:
+def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict | None, progress: bool = True,
+                     cache=None) -> Recognizer:
     specaugment = specaugment_config(cfg)
     if resume is not None:
         return Recognizer.from_checkpoint(resume, specaugment)
     features = feature_config(cfg)
     tokenizer = CharTokenizer.build(u.text for u in train_utts)
-    mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed, progress)
+    mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed, progress, cache)
     return Recognizer(features, model_dims(cfg, len(tokenizer)), tokenizer, mean, std, specaugment)
 
 
 def batch_loss(model, batch: Batch, device: torch.device, autocast) -> torch.Tensor:
-    """Summed CTC loss of `batch` (`model` is the recogniser, or its DistributedDataParallel wrapper)."""
-    waveforms, n_samples = batch.waveforms.to(device, non_blocking=True), batch.n_samples.to(device)
+    """Summed CTC loss of `batch` (`model` is the recogniser, or its DistributedDataParallel wrapper).
+
+    Lengths stay on the host and the rest is copied without blocking, so queuing the step never
+    waits for the GPU (the CUDA CTC loss itself still syncs once, as any PyTorch CTC loss does).
+    """
+    recognizer = getattr(model, "module", model)
     with autocast:
-        log_probs, n_frames = model(waveforms, n_samples)
-    return ctc_loss(log_probs.float(), n_frames, batch.targets.to(device), batch.n_targets.to(device))
+        log_probs, _ = model(to_device(batch.waveforms, device), batch.n_samples)
+    n_frames = recognizer.output_lengths(batch.n_samples)
+    return ctc_loss(log_probs.float(), n_frames, to_device(batch.targets, device), batch.n_targets)
 
 
 def placeholder_batch(recognizer: Recognizer) -> Batch:
@@ -107,10 +109,13 @@ def train(cfg: DictConfig) -> Path:
     resume = read_checkpoint(cfg.train.resume) if cfg.train.resume else None
     if resume is not None and "optimizer" not in resume:
         raise ValueError(f"{cfg.train.resume}: holds no training state to resume from")
-    recognizer = build_recognizer(cfg, train_utts, resume, progress=rank.is_main).to(device)
+    sample_rate = feature_config(cfg).sample_rate
+    cache = cache_audio(train_utts + dev_utts, sample_rate, progress=rank.is_main) if cfg.train.cache_audio else None
+    recognizer = build_recognizer(cfg, train_utts, resume, rank.is_main, cache).to(device)
     model = recognizer
     if rank.distributed:
-        model = DistributedDataParallel(recognizer, device_ids=[device.index] if device.type == "cuda" else None)
+        # No device_ids: DDP would then copy every input to the GPU, and the lengths must stay on the host.
+        model = DistributedDataParallel(recognizer)
     if rank.is_main:
         log.info("model: %s, %.2f M parameters, %d process(es)", cfg.model.name,
                  recognizer.model.n_parameters() / 1e6, rank.world)
@@ -133,8 +138,10 @@ def train(cfg: DictConfig) -> Path:
         start_epoch, step, best_wer = resume["epoch"] + 1, resume["step"], resume["best_wer"]
         if rank.is_main:
             log.info("resuming from %s after epoch %d", cfg.train.resume, resume["epoch"] + 1)
+            _trim_metrics(out_dir, resume["epoch"] + 1)
 
-    dataset = UtteranceDataset(train_utts, recognizer.tokenizer, recognizer.features.sample_rate, cfg.train.speeds)
+    dataset = UtteranceDataset(train_utts, recognizer.tokenizer, sample_rate, cfg.train.speeds, cache)
+    dev_data = UtteranceDataset(dev_utts, recognizer.tokenizer, sample_rate, cache=cache)
     loader = DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.train.num_workers,
         pin_memory=device.type == "cuda", persistent_workers=cfg.train.num_workers > 0,
@@ -147,8 +154,10 @@ def train(cfg: DictConfig) -> Path:
     for epoch in range(start_epoch, cfg.train.epochs):
         sampler.set_epoch(epoch)
         recognizer.train()
-        started, audio_seconds, loss_sum, n_utts, n_skipped = time.time(), 0.0, 0.0, 0, 0
-        progress = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", leave=False,
+        started, audio_seconds, n_utts, n_skipped = time.time(), 0.0, 0, 0
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+        batches = WaitClock(loader)
+        progress = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", leave=False,
                         disable=not rank.is_main)
         for batch in progress:
             n_skipped += batch.n_skipped
@@ -167,25 +176,36 @@ def train(cfg: DictConfig) -> Path:
             scaler.update()
             scheduler.step()
             step += 1
-            loss_sum += float(loss.detach())
+            loss_sum += loss.detach()
             n_utts += len(batch.utterances)
             audio_seconds += sum(u.duration for u in batch.utterances)
-            progress.set_postfix(loss=f"{loss_sum / n_utts:.3f}", audio_s_per_s=f"{audio_seconds / (time.time() - started):.0f}")
+            if rank.is_main and step % 50 == 0:  # reading the loss waits for the GPU: now and then only
+                progress.set_postfix(loss=f"{float(loss_sum) / n_utts:.3f}",
+                                     audio_s_per_s=f"{audio_seconds / (time.time() - started):.0f}")
+        last_epoch = epoch + 1 == cfg.train.epochs
+        checked = last_epoch or (epoch + 1) % cfg.train.check_every == 0
         if not rank.is_main:
-            barrier(rank)  # rank 0 evaluates and saves meanwhile
+            if checked:
+                barrier(rank)  # rank 0 evaluates and saves meanwhile
             continue
+        train_loss = float(loss_sum) / max(1, n_utts)
         epoch_seconds = time.time() - started
         row = {
             "epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0],
-            "train_loss": loss_sum / max(1, n_utts), "epoch_seconds": round(epoch_seconds, 2),
-            "audio_seconds_per_second": round(audio_seconds * rank.world / epoch_seconds, 1), "skipped": n_skipped,
+            "train_loss": train_loss, "epoch_seconds": round(epoch_seconds, 2),
+            "audio_seconds_per_second": round(audio_seconds * rank.world / epoch_seconds, 1),
+            "data_wait": round(batches.waited / epoch_seconds, 4), "skipped": n_skipped,
         }
         if n_skipped:
             log.warning("epoch %d: skipped %d utterance(s) whose audio could not be read", epoch + 1, n_skipped)
+        if not checked:
+            log.info("epoch %d: %s", epoch + 1, _format_row(row))
+            _log_metrics(out_dir, row, writer)
+            continue
         if dev_utts:
-            dev = score(dev_utts, decode_utterances(recognizer, dev_utts, max_batch_seconds=cfg.train.max_batch_seconds))
+            dev = score(dev_utts, decode_utterances(recognizer, dev_data, max_batch_seconds=cfg.train.max_batch_seconds))
             row.update(dev_loss=dev["loss"], dev_cer=dev["cer"], dev_wer=dev["wer"])
-        log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        log.info("epoch %d: %s", epoch + 1, _format_row(row))
         # Without a dev set the latest model is the best one we know of.
         is_best = not dev_utts or row["dev_wer"] <= best_wer
         if dev_utts:
@@ -194,17 +214,45 @@ def train(cfg: DictConfig) -> Path:
             epoch=epoch, step=step, best_wer=best_wer, metrics=row, config=config_dict,
             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
         )
+        # Before the checkpoint: a resumed run drops the rows of epochs after its checkpoint.
+        _log_metrics(out_dir, row, writer)
         recognizer.save(out_dir / "last.pt", **state)
         if is_best:
             recognizer.save(out_dir / "best.pt", epoch=epoch, metrics=row, config=config_dict)
-        # After the checkpoint, so that a resumed run never logs an epoch twice.
-        _log_metrics(out_dir, row, writer)
         barrier(rank)
     if writer is not None:
         writer.close()
     shutdown(rank)
     best = out_dir / "best.pt"
     return best if best.exists() else out_dir / "last.pt"
+
+
+class WaitClock:
+    """Iterates over `iterable` and adds up the seconds spent waiting for its next item."""
+
+    def __init__(self, iterable):
+        self.iterable = iterable
+        self.waited = 0.0
+
+    def __len__(self) -> int:
+        return len(self.iterable)
+
+    def __iter__(self):
+        items = iter(self.iterable)
+        while True:
+            asked = time.perf_counter()
+            item = next(items, _END)
+            self.waited += time.perf_counter() - asked
+            if item is _END:
+                return
+            yield item
+
+
+_END = object()
+
+
+def _format_row(row: dict) -> str:
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
 
 
 def _autocast(device: torch.device, precision: str):
@@ -221,14 +269,34 @@ def _tensorboard(out_dir: Path):
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
-def _log_metrics(out_dir: Path, row: dict, writer) -> None:
+def _read_metrics(out_dir: Path) -> list[dict]:
     path = out_dir / "metrics.csv"
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRICS)
-        if new:
-            w.writeheader()
-        w.writerow({k: row.get(k, "") for k in METRICS})
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_metrics(out_dir: Path, rows: list[dict]) -> None:
+    """Rewritten whole and atomically (a few hundred rows at most), so that a kill leaves a whole
+    file and a file from an older version gets today's columns."""
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=METRICS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows({k: row.get(k, "") for k in METRICS} for row in rows)
+    atomic_write_text(out_dir / "metrics.csv", text.getvalue())
+
+
+def _trim_metrics(out_dir: Path, epochs: int) -> None:
+    """Drop the metrics.csv rows of epochs after `epochs` (they run again after a resume)."""
+    rows = _read_metrics(out_dir)
+    kept = [row for row in rows if int(row["epoch"]) <= epochs]
+    if len(kept) < len(rows):
+        _write_metrics(out_dir, kept)
+
+
+def _log_metrics(out_dir: Path, row: dict, writer) -> None:
+    _write_metrics(out_dir, [*_read_metrics(out_dir), row])
     if writer is not None:
         for key, value in row.items():
             if key not in ("epoch", "step") and isinstance(value, (int, float)):

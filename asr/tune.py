@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from asr.decoding import BeamDecoder, BeamOptions
 from asr.evaluate import DecodeResult, forward_batches, score

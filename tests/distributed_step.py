@@ -12,7 +12,7 @@ from asr.distributed import init_distributed, shutdown
 from asr.train import batch_loss
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from test_distributed import global_batch, tiny_recognizer  # noqa: E402
+from test_distributed import global_batch, tiny_recognizer
 
 
 def main(out: str) -> None:

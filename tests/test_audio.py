@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tone, write_corrupt, write_empty, write_tone
 
 from asr.audio import AudioError, audio_info, load_audio
-from conftest import tone, write_corrupt, write_empty, write_tone
 
 
 @pytest.mark.parametrize(

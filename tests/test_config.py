@@ -1,5 +1,6 @@
 """Every config composes, and what it composes builds."""
 import pytest
+
 from asr.config import compose_config, config_dir, feature_config, model_dims
 
 

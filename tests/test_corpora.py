@@ -3,12 +3,12 @@ import logging
 import tarfile
 
 import pytest
+from conftest import write_corrupt, write_empty, write_tone
 
 from asr.cli import main
 from asr.corpora.an4 import clean_an4_text, prepare_an4
 from asr.corpora.kaldi import KaldiDataError, prepare_kaldi
 from asr.manifest import read_manifest
-from conftest import write_corrupt, write_empty, write_tone
 
 SPEAKERS = ["fash", "fbbh", "mcen", "mdxn", "mjgk"]
 

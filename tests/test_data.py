@@ -1,11 +1,10 @@
+import pytest
 import torch
+from conftest import write_corrupt, write_tone
 
 from asr.data import BucketBatchSampler, UtteranceDataset, collate
 from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from asr.tokenizer import CharTokenizer
-from conftest import write_corrupt, write_tone
-
-import pytest
 
 
 def test_bucket_sampler_respects_budget_and_covers_everything():
@@ -50,9 +49,10 @@ def test_manifest_round_trip_and_errors(tmp_path):
 
 
 def test_speed_perturbation_changes_duration_and_pitch():
-    from asr.data import speed_perturb
-    from conftest import tone
     import numpy as np
+    from conftest import tone
+
+    from asr.data import speed_perturb
 
     audio = torch.from_numpy(tone(1.0, freq=500.0))
     assert speed_perturb(audio, 16000, 1.0) is audio

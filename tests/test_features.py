@@ -1,10 +1,16 @@
 import pytest
 import torch
+from conftest import tone
 
 from asr.features import (
-    FeatureConfig, FeatureExtractor, GlobalNorm, SpecAugment, SpecAugmentConfig, StatsAccumulator, frame_mask,
+    FeatureConfig,
+    FeatureExtractor,
+    GlobalNorm,
+    SpecAugment,
+    SpecAugmentConfig,
+    StatsAccumulator,
+    frame_mask,
 )
-from conftest import tone
 
 
 @pytest.mark.parametrize("kind, n_features", [("fbank", 80), ("mfcc", 40), ("spectrogram", 161)])

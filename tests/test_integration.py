@@ -2,10 +2,10 @@
 import json
 
 import pytest
+from conftest import write_corrupt, write_empty
 
 from asr.cli import main
 from asr.manifest import Utterance, write_manifest
-from conftest import write_corrupt, write_empty
 
 OVERFIT = ["device=cpu", "model=compact", "model.conv_channels=[16,16]", "model.n_layers=2",
            "model.hidden=128", "model.dropout=0.0", "specaugment.enabled=false", "optim.lr=3e-3",

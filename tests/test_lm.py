@@ -2,8 +2,15 @@
 import pytest
 
 from asr.lm import (
-    ArpaError, adjusted_counts, build_ngram_lm, check_arpa, count_ngrams, estimate_discounts, read_arpa,
-    text_sentences, write_arpa,
+    ArpaError,
+    adjusted_counts,
+    build_ngram_lm,
+    check_arpa,
+    count_ngrams,
+    estimate_discounts,
+    read_arpa,
+    text_sentences,
+    write_arpa,
 )
 
 FIXED = [(0.5, 1.0, 1.5)] * 2
@@ -62,11 +69,11 @@ def test_arpa_round_trip_and_kenlm_agrees(tmp_path):
         words.add_entry(word)
     kenlm = KenLM(str(path), words)
     state, total = kenlm.start(False), 0.0
-    for word in "B A C C".split():
+    for word in ["B", "A", "C", "C"]:
         state, score = kenlm.score(state, words.get_index(word))
         total += score
     state, score = kenlm.finish(state)
-    assert total + score == pytest.approx(lm.sentence_logprob("B A C C".split()), abs=1e-4)
+    assert total + score == pytest.approx(lm.sentence_logprob(["B", "A", "C", "C"]), abs=1e-4)
 
 
 def test_character_units_for_lexicon_free_decoding():

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import torch
+from conftest import write_corrupt, write_tone
 
 from asr.config import compose_config
 from asr.manifest import Utterance, write_manifest
 from asr.recognizer import load_recognizer, read_checkpoint
 from asr.train import train
-from conftest import write_corrupt, write_tone
 
 TINY = ["model.conv_channels=[4,4]", "model.n_layers=1", "model.hidden=16", "device=cpu",
         "train.max_batch=4", "train.threads=1"]

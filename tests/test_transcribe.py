@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tone, write_corrupt, write_empty, write_tone
 
-from asr.alignment import align_words
+from asr.alignment import Word, align_words
 from asr.features import FeatureConfig
 from asr.model import ModelDims
 from asr.recognizer import Recognizer
@@ -13,8 +14,6 @@ from asr.segment import block_energy_db, split_on_silence
 from asr.tokenizer import BLANK, CharTokenizer
 from asr.transcribe import Segment, Transcript, expand_inputs, transcribe_files
 from asr.writers import FORMATS, render, write_outputs
-from asr.alignment import Word
-from conftest import tone, write_corrupt, write_empty, write_tone
 
 TOKENIZER = CharTokenizer([BLANK, " ", "A", "B"])
 

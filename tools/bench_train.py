@@ -17,6 +17,7 @@ import argparse
 import time
 
 import torch
+
 from asr.config import compose_config, feature_config, model_dims
 from asr.evaluate import ctc_loss
 from asr.features import SpecAugmentConfig

@@ -11,6 +11,7 @@ next to the per-utterance WER of the same model.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +23,6 @@ from asr.manifest import read_manifest
 from asr.metrics import error_rates
 from asr.recognizer import BUILTIN_MODEL, load_recognizer
 from asr.segment import block_energy_db
-from pathlib import Path
 
 
 def speech_onset(audio: np.ndarray, rate: int) -> float:
