@@ -13,7 +13,10 @@ from asr.model import ModelDims
 
 
 def config_dir() -> Path:
-    return Path(str(files("asr.conf")))
+    try:
+        return Path(str(files("asr.conf")))
+    except ModuleNotFoundError:  # run from a source tree that was not installed
+        return Path(__file__).resolve().parent.parent / "conf"
 
 
 def compose_config(overrides: Sequence[str] = (), name: str = "train") -> DictConfig:

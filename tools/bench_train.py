@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--profile", action="store_true", help="also print the costliest operators of our step")
     parser.add_argument("--epoch", metavar="MANIFEST", help="time one real epoch of this manifest instead")
     parser.add_argument("--workers", type=int, default=4, help="data loader workers for --epoch")
     parser.add_argument("--max-batch-seconds", type=float, default=320.0, help="batch budget for --epoch")
@@ -58,15 +59,16 @@ def main() -> None:
     chars_per_second = 12  # AN4 speech runs at about 12 characters a second
     n_targets = (n_samples.float() / features.sample_rate * chars_per_second).long().clamp(min=1)
     targets = torch.randint(1, len(tokenizer), (int(n_targets.sum()),))
-    waveforms, n_samples = waveforms.to(device), n_samples.to(device)
-    targets, n_targets = targets.to(device), n_targets.to(device)
+    # Lengths stay on the host, as the training loop keeps them; the rest lives on the device.
+    waveforms, targets = waveforms.to(device), targets.to(device)
+    n_out = recognizer.output_lengths(n_samples)
     use_autocast = device.type == "cuda" and args.dtype != "fp32"
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float16
 
     def step():
         with torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
-            log_probs, n_frames = recognizer(waveforms, n_samples)
-        loss = ctc_loss(log_probs.float(), n_frames, targets, n_targets) / args.batch
+            log_probs, _ = recognizer(waveforms, n_samples)
+        loss = ctc_loss(log_probs.float(), n_out, targets, n_targets) / args.batch
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -78,7 +80,9 @@ def main() -> None:
         return
     audio_seconds = float(n_samples.sum()) / features.sample_rate * args.steps
     ours, ours_memory = timed(step, args, device)
-    bare_step = bare_cudnn_step(recognizer, waveforms, n_samples, targets, n_targets, device, dtype, use_autocast)
+    if args.profile:
+        print_profile(step, device)
+    bare_step = bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_autocast)
     bare, bare_memory = timed(bare_step, args, device)
     print(f"ours:       {audio_seconds / ours:8.1f} audio-seconds per second  ({ours / args.steps * 1000:.0f} ms per step)")
     print(f"bare cuDNN: {audio_seconds / bare:8.1f} audio-seconds per second  ({bare / args.steps * 1000:.0f} ms per step)")
@@ -103,24 +107,38 @@ def timed(step, args, device) -> tuple[float, int]:
     return time.perf_counter() - started, memory
 
 
-def bare_cudnn_step(recognizer, waveforms, n_samples, targets, n_targets, device, dtype, use_autocast):
-    """The recurrent stack alone: one multi-layer nn.LSTM/GRU on padded input of the size our
-    front end hands it, a linear output and CTC; no packing, no normalisation, no feature pipeline."""
+def bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_autocast):
+    """The recurrent stack alone, on padded input of the size our front end hands it: cuDNN
+    LSTM/GRU layers, a linear output and CTC; no packing, no normalisation, no feature pipeline.
+
+    Its layers have our layers' sizes: one multi-layer `nn.LSTM`/`nn.GRU` where directions are
+    concatenated, and where they are summed (`ds2`) one layer per call with the sum in between,
+    which is what makes the next layer's input `hidden` wide rather than `2 x hidden`.
+    """
     dims = recognizer.dims
-    with torch.no_grad():
-        feats, n_frames = recognizer.extractor(waveforms, n_samples)
-        n_out = recognizer.model.output_lengths(n_frames)
     rnn_class = torch.nn.LSTM if dims.rnn_type == "lstm" else torch.nn.GRU
-    rnn = rnn_class(recognizer.model.front_end.n_output, dims.hidden, num_layers=dims.n_layers,
-                    batch_first=True, bidirectional=dims.bidirectional).to(device)
-    output = torch.nn.Linear(dims.hidden * (2 if dims.bidirectional else 1), dims.n_tokens).to(device)
+    n_input = recognizer.model.front_end.n_output
+    sum_directions = dims.sum_directions and dims.bidirectional
+    if sum_directions:
+        layers = [rnn_class(n_input if i == 0 else dims.hidden, dims.hidden, batch_first=True, bidirectional=True)
+                  for i in range(dims.n_layers)]
+    else:
+        layers = [rnn_class(n_input, dims.hidden, num_layers=dims.n_layers, batch_first=True,
+                            bidirectional=dims.bidirectional)]
+    rnn = torch.nn.ModuleList(layers).to(device)
+    n_hidden = dims.hidden * (2 if dims.bidirectional and not sum_directions else 1)
+    output = torch.nn.Linear(n_hidden, dims.n_tokens).to(device)
     params = [*rnn.parameters(), *output.parameters()]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=device.type == "cuda")
-    x = torch.randn(waveforms.shape[0], int(n_out.max()), recognizer.model.front_end.n_output, device=device)
+    x = torch.randn(len(n_out), int(n_out.max()), n_input, device=device)
 
     def step():
         with torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
-            hidden, _ = rnn(x)
+            hidden = x
+            for layer in rnn:
+                hidden, _ = layer(hidden)
+                if sum_directions:
+                    hidden = hidden.view(*hidden.shape[:2], 2, -1).sum(2)
             logits = output(hidden)
         loss = ctc_loss(logits.float().log_softmax(-1), n_out, targets, n_targets) / x.shape[0]
         optimizer.zero_grad(set_to_none=True)
@@ -128,6 +146,20 @@ def bare_cudnn_step(recognizer, waveforms, n_samples, targets, n_targets, device
         optimizer.step()
 
     return step
+
+
+def print_profile(step, device) -> None:
+    """The operators that took the most time over three of our steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=60))
 
 
 def time_epoch(args, recognizer, optimizer, device, dtype, use_autocast) -> None:
