@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from asr.devices import to_device
 from asr.features import frame_mask
@@ -149,15 +149,32 @@ def _map_packed(packed: PackedSequence, fn) -> PackedSequence:
     return PackedSequence(fn(packed.data), packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
 
 
-def pack(x: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
-    """`pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)` with host
-    `lengths`, minus its blocking copy of the sort order to the GPU."""
+def pack(x: torch.Tensor, lengths: torch.Tensor) -> tuple[PackedSequence, torch.Tensor]:
+    """`pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)` as one gather,
+    and the gather's row index for `unpack`.
+
+    PyTorch's own pack and unpack copy one time step per kernel (thousands of launches for long
+    utterances, forward and backward) and copy the sort order to the GPU with a blocking copy.
+    Here the index is built on the host from host `lengths` and copied without blocking.
+    """
+    batch, max_frames = x.shape[:2]
     lengths, order = torch.sort(lengths.cpu(), descending=True)
+    steps = torch.arange(max_frames)[:, None]
+    valid = steps < lengths[None, :]  # (time, sorted batch): the packed layout is time-major
+    rows = (order[None, :] * max_frames + steps)[valid]  # row of each packed frame in x.view(-1, n)
+    batch_sizes = valid.sum(1)[: int(lengths[0])]
     inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel())
-    order, inverse = to_device(order, x.device), to_device(inverse, x.device)
-    packed = pack_padded_sequence(x.index_select(0, order), lengths, batch_first=True)
-    return PackedSequence(packed.data, packed.batch_sizes, order, inverse)
+    inverse[order] = torch.arange(batch)
+    rows, order, inverse = (to_device(t, x.device) for t in (rows, order, inverse))
+    data = x.reshape(batch * max_frames, -1).index_select(0, rows)
+    return PackedSequence(data, batch_sizes, order, inverse), rows
+
+
+def unpack(packed: PackedSequence, rows: torch.Tensor, batch: int, max_frames: int) -> torch.Tensor:
+    """The inverse of `pack`: `(batch, max_frames, n)`, zeros on padding, in one scatter."""
+    data = packed.data
+    out = data.new_zeros(batch * max_frames, data.shape[-1]).index_copy(0, rows, data)
+    return out.view(batch, max_frames, -1)
 
 
 class CTCModel(nn.Module):
@@ -184,12 +201,11 @@ class CTCModel(nn.Module):
         """`n_frames_cpu`: `n_frames` on the host, if the caller has it (else a sync fetches it)."""
         x, n_out = self.front_end(feats, n_frames)
         lengths = n_out.cpu() if n_frames_cpu is None else self.output_lengths(n_frames_cpu)
-        packed = pack(x, lengths)
+        packed, rows = pack(x, lengths)
         for layer in self.layers:
             packed = layer(packed)
         packed = _map_packed(packed, lambda data: self.output(self.output_norm(data)).float().log_softmax(-1))
-        log_probs, _ = pad_packed_sequence(packed, batch_first=True, total_length=x.shape[1])
-        return log_probs, n_out
+        return unpack(packed, rows, *x.shape[:2]), n_out
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

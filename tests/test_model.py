@@ -78,3 +78,20 @@ def test_ds2_trains_on_a_tiny_batch():
         optimizer.step()
         losses.append(float(loss.detach()))
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+def test_pack_and_unpack_match_pytorchs_own():
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from asr.model import pack, unpack
+
+    torch.manual_seed(0)
+    lengths = torch.tensor([3, 7, 1, 7, 5])
+    x = torch.randn(5, 9, 4)  # two frames of padding beyond the longest
+    packed, rows = pack(x, lengths)
+    reference = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    assert torch.equal(packed.batch_sizes, reference.batch_sizes)
+    assert torch.equal(packed.data, reference.data)
+    assert torch.equal(packed.unsorted_indices, reference.unsorted_indices)
+    padded, _ = pad_packed_sequence(reference, batch_first=True, total_length=9)
+    assert torch.equal(unpack(packed, rows, 5, 9), padded)
