@@ -84,8 +84,12 @@ def main() -> None:
         print_profile(step, device)
     bare_step = bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_autocast)
     bare, bare_memory = timed(bare_step, args, device)
+    packed_step = bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_autocast, packed=True)
+    packed, _ = timed(packed_step, args, device)
     print(f"ours:       {audio_seconds / ours:8.1f} audio-seconds per second  ({ours / args.steps * 1000:.0f} ms per step)")
     print(f"bare cuDNN: {audio_seconds / bare:8.1f} audio-seconds per second  ({bare / args.steps * 1000:.0f} ms per step)")
+    print(f"bare cuDNN on packed input: {audio_seconds / packed:8.1f} audio-seconds per second  "
+          f"({packed / args.steps * 1000:.0f} ms per step; what packing alone costs or saves)")
     print(f"ratio ours / bare: {bare / ours:.1%}")
     if device.type == "cuda":
         print(f"peak GPU memory: ours {ours_memory / 2**30:.2f} GiB, bare {bare_memory / 2**30:.2f} GiB")
@@ -107,14 +111,17 @@ def timed(step, args, device) -> tuple[float, int]:
     return time.perf_counter() - started, memory
 
 
-def bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_autocast):
+def bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_autocast, packed=False):
     """The recurrent stack alone, on padded input of the size our front end hands it: cuDNN
     LSTM/GRU layers, a linear output and CTC; no packing, no normalisation, no feature pipeline.
 
     Its layers have our layers' sizes: one multi-layer `nn.LSTM`/`nn.GRU` where directions are
     concatenated, and where they are summed (`ds2`) one layer per call with the sum in between,
     which is what makes the next layer's input `hidden` wide rather than `2 x hidden`.
+    With `packed`, the same stack runs on PyTorch's PackedSequence instead, packed once.
     """
+    from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
     dims = recognizer.dims
     rnn_class = torch.nn.LSTM if dims.rnn_type == "lstm" else torch.nn.GRU
     n_input = recognizer.model.front_end.n_output
@@ -134,11 +141,15 @@ def bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_au
 
     def step():
         with torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
-            hidden = x
+            hidden = pack_padded_sequence(x, n_out, batch_first=True, enforce_sorted=False) if packed else x
             for layer in rnn:
                 hidden, _ = layer(hidden)
                 if sum_directions:
-                    hidden = hidden.view(*hidden.shape[:2], 2, -1).sum(2)
+                    data = hidden.data if packed else hidden
+                    data = data.view(*data.shape[:-1], 2, -1).sum(-2)
+                    hidden = PackedSequence(data, *hidden[1:]) if packed else data
+            if packed:
+                hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=x.shape[1])
             logits = output(hidden)
         loss = ctc_loss(logits.float().log_softmax(-1), n_out, targets, n_targets) / x.shape[0]
         optimizer.zero_grad(set_to_none=True)
