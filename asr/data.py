@@ -145,8 +145,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def batches(self) -> list[list[int]]:
-        rng = random.Random(self.seed + self.epoch)
+    def batches(self, epoch: int | None = None) -> list[list[int]]:
+        """This rank's batches for `epoch` (default: the one `set_epoch` chose)."""
+        rng = random.Random(self.seed + (self.epoch if epoch is None else epoch))
         # A small random jitter mixes utterances of nearly equal length between epochs.
         keys = [d * (1 + 0.05 * rng.random()) if self.shuffle else d for d in self.durations]
         order = sorted(range(len(self.durations)), key=keys.__getitem__)
@@ -172,3 +173,28 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.batches())
+
+
+class EpochStream(Sampler[list[int]]):
+    """The batches of epochs `start` to `stop - 1` as one stream.
+
+    A DataLoader over it keeps its workers busy across epoch ends (and while the main process
+    scores the dev set), where a fresh iterator per epoch would leave the GPU waiting for the
+    first batches of every epoch. `epoch_length(e)` says how many batches of the stream are
+    epoch e's.
+    """
+
+    def __init__(self, sampler: BucketBatchSampler, start: int, stop: int):
+        self.sampler = sampler
+        self.start = start
+        self.stop = stop
+
+    def epoch_length(self, epoch: int) -> int:
+        return len(self.sampler.batches(epoch))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for epoch in range(self.start, self.stop):
+            yield from self.sampler.batches(epoch)
+
+    def __len__(self) -> int:
+        return sum(self.epoch_length(epoch) for epoch in range(self.start, self.stop))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 import math
 import random
@@ -17,7 +18,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asr.config import feature_config, model_dims, specaugment_config
-from asr.data import Batch, BucketBatchSampler, UtteranceDataset, cache_audio, collate
+from asr.data import (
+    Batch,
+    BucketBatchSampler,
+    EpochStream,
+    UtteranceDataset,
+    cache_audio,
+    collate,
+)
 from asr.devices import pick_device, to_device
 from asr.distributed import barrier, init_distributed, shutdown
 from asr.evaluate import ctc_loss, decode_utterances, score
@@ -142,21 +150,19 @@ def train(cfg: DictConfig) -> Path:
 
     dataset = UtteranceDataset(train_utts, recognizer.tokenizer, sample_rate, cfg.train.speeds, cache)
     dev_data = UtteranceDataset(dev_utts, recognizer.tokenizer, sample_rate, cache=cache)
-    loader = DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.train.num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=cfg.train.num_workers > 0,
-    )
+    stream = EpochStream(sampler, start_epoch, cfg.train.epochs)
+    loader = iter(DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=cfg.train.num_workers,
+                             pin_memory=device.type == "cuda"))
     autocast = _autocast(device, cfg.train.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.precision == "fp16")
     writer = _tensorboard(out_dir) if rank.is_main else None
     config_dict = OmegaConf.to_container(cfg, resolve=True)
 
     for epoch in range(start_epoch, cfg.train.epochs):
-        sampler.set_epoch(epoch)
         recognizer.train()
         started, audio_seconds, n_utts, n_skipped = time.time(), 0.0, 0, 0
         loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
-        batches = WaitClock(loader)
+        batches = WaitClock(itertools.islice(loader, stream.epoch_length(epoch)), stream.epoch_length(epoch))
         progress = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", leave=False,
                         disable=not rank.is_main)
         for batch in progress:
@@ -230,12 +236,13 @@ def train(cfg: DictConfig) -> Path:
 class WaitClock:
     """Iterates over `iterable` and adds up the seconds spent waiting for its next item."""
 
-    def __init__(self, iterable):
+    def __init__(self, iterable, length: int):
         self.iterable = iterable
+        self.length = length
         self.waited = 0.0
 
     def __len__(self) -> int:
-        return len(self.iterable)
+        return self.length
 
     def __iter__(self):
         items = iter(self.iterable)

@@ -2,7 +2,13 @@ import pytest
 import torch
 from conftest import write_corrupt, write_tone
 
-from asr.data import BucketBatchSampler, UtteranceDataset, collate
+from asr.data import (
+    BucketBatchSampler,
+    EpochStream,
+    UtteranceDataset,
+    cache_audio,
+    collate,
+)
 from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from asr.tokenizer import CharTokenizer
 
@@ -60,3 +66,25 @@ def test_speed_perturbation_changes_duration_and_pitch():
     assert abs(fast.shape[0] - 12800) <= 1
     spectrum = np.abs(np.fft.rfft(fast.numpy()))
     assert abs(np.argmax(spectrum) * 16000 / fast.shape[0] - 625) < 5
+
+
+def test_epoch_stream_is_the_epochs_batches_back_to_back():
+    durations = [0.5 + (i * 37 % 23) / 5 for i in range(60)]
+    sampler = BucketBatchSampler(durations, max_seconds=12.0, max_batch=8, seed=3)
+    stream = EpochStream(sampler, start=2, stop=5)
+    per_epoch = [sampler.batches(epoch) for epoch in range(2, 5)]
+    assert per_epoch[0] != per_epoch[1]  # shuffled anew each epoch
+    assert list(stream) == [b for batches in per_epoch for b in batches]
+    assert [stream.epoch_length(e) for e in range(2, 5)] == [len(b) for b in per_epoch]
+    assert len(stream) == sum(len(b) for b in per_epoch)
+
+
+def test_cached_audio_is_read_once_and_unreadable_files_stay_skipped(tmp_path):
+    good = Utterance("good", str(write_tone(tmp_path / "good.wav", 0.5)), 0.5, "AB")
+    bad = Utterance("bad", str(write_corrupt(tmp_path / "bad.wav")), 1.0, "A")
+    cache = cache_audio([good, bad], 16000, threads=2, progress=False)
+    assert cache["bad"] is None and cache["good"].shape == (8000,)
+    (tmp_path / "good.wav").unlink()  # from now on only the cache can serve it
+    dataset = UtteranceDataset([good, bad], CharTokenizer.build(["AB"]), 16000, cache=cache)
+    (_, audio, tokens), (_, missing, _) = dataset[0], dataset[1]
+    assert audio.shape == (8000,) and tokens.tolist() == [1, 2] and missing is None

@@ -4,12 +4,13 @@ input: no packing, no normalisation, no front end) as the ceiling to compare wit
 
     python tools/bench_train.py --model compact --batch 32 --seconds 3 --device cpu [--steps 5]
     python tools/bench_train.py --model ds2 --batch 32 --seconds 15 --device cuda --dtype bf16
-    python tools/bench_train.py --model bigru --device cuda --epoch data/an4/train.jsonl
+    python tools/bench_train.py --model compact --device cuda --epoch data/an4/train.jsonl --cache
 
 Prints audio-seconds processed per second of wall time for both, their ratio and, on CUDA, the
-peak GPU memory. Utterance lengths in a batch spread uniformly over [0.7, 1.0] x `--seconds`, as
-after bucketing. `--epoch MANIFEST` instead runs one real training epoch of the manifest through
-the training data pipeline and reports the fraction of wall time spent waiting for data.
+peak GPU memory; also the bare stack on packed input, which shows what packing costs inside
+cuDNN. Utterance lengths in a batch spread uniformly over [0.7, 1.0] x `--seconds`, as after
+bucketing. `--epoch MANIFEST` instead runs real training epochs of the manifest through the
+training data pipeline and reports, per epoch, the fraction of wall time spent waiting for data.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also print the costliest operators of our step")
     parser.add_argument("--epoch", metavar="MANIFEST", help="time one real epoch of this manifest instead")
     parser.add_argument("--workers", type=int, default=4, help="data loader workers for --epoch")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs to time with --epoch")
+    parser.add_argument("--cache", action="store_true", help="with --epoch: read the audio into memory first")
     parser.add_argument("--max-batch-seconds", type=float, default=320.0, help="batch budget for --epoch")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.hidden=384")
     args = parser.parse_args()
@@ -120,7 +123,11 @@ def bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_au
     which is what makes the next layer's input `hidden` wide rather than `2 x hidden`.
     With `packed`, the same stack runs on PyTorch's PackedSequence instead, packed once.
     """
-    from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+    from torch.nn.utils.rnn import (
+        PackedSequence,
+        pack_padded_sequence,
+        pad_packed_sequence,
+    )
 
     dims = recognizer.dims
     rnn_class = torch.nn.LSTM if dims.rnn_type == "lstm" else torch.nn.GRU
@@ -174,40 +181,47 @@ def print_profile(step, device) -> None:
 
 
 def time_epoch(args, recognizer, optimizer, device, dtype, use_autocast) -> None:
-    """One epoch of a manifest through the training pipeline; the share of time spent waiting for data."""
+    """Epochs of a manifest through the training pipeline (the same loader, stream of epochs and
+    audio cache as `asr train`); per epoch, the share of wall time spent waiting for data. The
+    GPU is synchronised after every step, so that time spent waiting is time the GPU sat idle."""
+    import itertools
+
     from torch.utils.data import DataLoader
 
-    from asr.data import BucketBatchSampler, UtteranceDataset, collate
+    from asr.data import (
+        BucketBatchSampler,
+        EpochStream,
+        UtteranceDataset,
+        cache_audio,
+        collate,
+    )
     from asr.manifest import read_manifest
-    from asr.train import batch_loss
+    from asr.train import WaitClock, batch_loss
 
     utterances = read_manifest(args.epoch)
-    dataset = UtteranceDataset(utterances, recognizer.tokenizer, recognizer.features.sample_rate)
+    rate = recognizer.features.sample_rate
+    cache = cache_audio(utterances, rate, progress=False) if args.cache else None
+    dataset = UtteranceDataset(utterances, recognizer.tokenizer, rate, cache=cache)
     sampler = BucketBatchSampler([u.duration for u in utterances], args.max_batch_seconds, args.batch)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=args.workers,
-                        pin_memory=device.type == "cuda")
+    stream = EpochStream(sampler, 0, args.epochs)
+    loader = iter(DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=args.workers,
+                             pin_memory=device.type == "cuda"))
     autocast = torch.autocast(device.type, dtype=dtype, enabled=use_autocast)
-    waited, audio_seconds = 0.0, 0.0
-    started = time.perf_counter()
-    batches = iter(loader)
-    while True:
-        asked = time.perf_counter()
-        batch = next(batches, None)
-        waited += time.perf_counter() - asked
-        if batch is None:
-            break
-        if not batch.utterances:
-            continue
-        loss = batch_loss(recognizer, batch, device, autocast) / len(batch.utterances)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()  # so that waiting is not hidden behind queued GPU work
-        audio_seconds += sum(u.duration for u in batch.utterances)
-    elapsed = time.perf_counter() - started
-    print(f"epoch of {args.epoch}: {elapsed:.1f} s, {audio_seconds / elapsed:.1f} audio-seconds per second, "
-          f"waiting for data {waited / elapsed:.1%} of the time ({args.workers} workers)")
+    for epoch in range(args.epochs):
+        batches = WaitClock(itertools.islice(loader, stream.epoch_length(epoch)), stream.epoch_length(epoch))
+        audio_seconds, started = 0.0, time.perf_counter()
+        for batch in batches:
+            loss = batch_loss(recognizer, batch, device, autocast) / len(batch.utterances)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()  # so that waiting is not hidden behind queued GPU work
+            audio_seconds += sum(u.duration for u in batch.utterances)
+        elapsed = time.perf_counter() - started
+        print(f"epoch {epoch + 1} of {args.epoch}: {elapsed:.2f} s, {audio_seconds / elapsed:.1f} audio-seconds per "
+              f"second, waiting for data {batches.waited / elapsed:.1%} of the time ({args.workers} workers, "
+              f"{'cached' if args.cache else 'read from disk'})")
 
 
 if __name__ == "__main__":
