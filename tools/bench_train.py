@@ -7,8 +7,7 @@ input: no packing, no normalisation, no front end) as the ceiling to compare wit
     python tools/bench_train.py --model compact --device cuda --epoch data/an4/train.jsonl --cache
 
 Prints audio-seconds processed per second of wall time for both, their ratio and, on CUDA, the
-peak GPU memory; also the bare stack on packed input, which shows what packing costs inside
-cuDNN. Utterance lengths in a batch spread uniformly over [0.7, 1.0] x `--seconds`, as after
+peak GPU memory; also the bare stack on input packed by PyTorch's `pack_padded_sequence`. Utterance lengths in a batch spread uniformly over [0.7, 1.0] x `--seconds`, as after
 bucketing. `--epoch MANIFEST` instead runs real training epochs of the manifest through the
 training data pipeline and reports, per epoch, the fraction of wall time spent waiting for data.
 """
@@ -92,7 +91,7 @@ def main() -> None:
     print(f"ours:       {audio_seconds / ours:8.1f} audio-seconds per second  ({ours / args.steps * 1000:.0f} ms per step)")
     print(f"bare cuDNN: {audio_seconds / bare:8.1f} audio-seconds per second  ({bare / args.steps * 1000:.0f} ms per step)")
     print(f"bare cuDNN on packed input: {audio_seconds / packed:8.1f} audio-seconds per second  "
-          f"({packed / args.steps * 1000:.0f} ms per step; what packing alone costs or saves)")
+          f"({packed / args.steps * 1000:.0f} ms per step, through PyTorch's pack_padded_sequence)")
     print(f"ratio ours / bare: {bare / ours:.1%}")
     if device.type == "cuda":
         print(f"peak GPU memory: ours {ours_memory / 2**30:.2f} GiB, bare {bare_memory / 2**30:.2f} GiB")
