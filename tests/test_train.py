@@ -86,4 +86,26 @@ def test_kill_9_mid_run_leaves_a_loadable_checkpoint_to_resume_from(tmp_path):
     epochs_done = saved["epoch"] + 1
     train(compose_config(overrides(tmp_path, manifest, epochs_done + 1, f"train.resume={last}")))
     assert read_checkpoint(last)["epoch"] == epochs_done
-    assert metrics(tmp_path)[-1]["epoch"] == str(epochs_done + 1)
+    # every epoch logged once: rows of epochs run again after the resume were dropped first
+    assert [r["epoch"] for r in metrics(tmp_path)] == [str(e) for e in range(1, epochs_done + 2)]
+
+
+def test_check_every_scores_dev_and_saves_every_nth_epoch_and_the_last(tmp_path):
+    manifest = tiny_corpus(tmp_path)
+    train(compose_config(overrides(tmp_path, manifest, 3, "train.check_every=2", "train.cache_audio=true")))
+    rows = metrics(tmp_path)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [r["dev_wer"] != "" for r in rows] == [False, True, True]
+    assert all(0.0 <= float(r["data_wait"]) <= 1.0 for r in rows)
+    assert read_checkpoint(tmp_path / "exp" / "last.pt")["epoch"] == 2
+
+
+def test_resume_drops_metrics_rows_logged_after_its_checkpoint(tmp_path):
+    manifest = tiny_corpus(tmp_path)
+    train(compose_config(overrides(tmp_path, manifest, 2)))
+    path = tmp_path / "exp" / "metrics.csv"
+    path.write_text(path.read_text() + "3,99,0.1,123.0,,,,1.0,1.0,0.0,0\n")  # logged, then killed before saving
+    last = tmp_path / "exp" / "last.pt"
+    train(compose_config(overrides(tmp_path, manifest, 3, f"train.resume={last}")))
+    rows = metrics(tmp_path)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"] and rows[-1]["train_loss"] != "123.0"
