@@ -96,14 +96,19 @@ class Batch:
         return self
 
 
+def pad_waveforms(waveforms: Sequence[torch.Tensor | np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mono waveforms -> one zero-padded batch `(n, longest)` and `n_samples` (on the host)."""
+    n_samples = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
+    batch = torch.zeros(len(waveforms), max(n_samples.tolist(), default=0))
+    for row, wave in enumerate(waveforms):
+        batch[row, : wave.shape[0]] = torch.as_tensor(wave)
+    return batch, n_samples
+
+
 def collate(items) -> Batch:
     good = [item for item in items if item[1] is not None]
     n_skipped = len(items) - len(good)
-    n_samples = torch.tensor([item[1].shape[0] for item in good], dtype=torch.long)
-    longest = max(n_samples.tolist(), default=0)
-    waveforms = torch.zeros(len(good), longest)
-    for row, (_, audio, _) in enumerate(good):
-        waveforms[row, : audio.shape[0]] = audio
+    waveforms, n_samples = pad_waveforms([item[1] for item in good])
     targets = n_targets = None
     if good and good[0][2] is not None:
         targets = torch.cat([item[2] for item in good])

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asr.data import pad_waveforms
 from asr.decoding import Decoder, GreedyDecoder
 from asr.devices import to_device
 from asr.features import (
@@ -76,10 +77,7 @@ class Recognizer(nn.Module):
     @torch.no_grad()
     def infer(self, waveforms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mono waveforms at `features.sample_rate`, in one padded batch -> log-probs and `n_frames`."""
-        n_samples = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
-        batch = torch.zeros(len(waveforms), int(n_samples.max()))
-        for row, wave in enumerate(waveforms):
-            batch[row, : wave.shape[0]] = torch.as_tensor(wave)
+        batch, n_samples = pad_waveforms(waveforms)
         return self(batch.to(self.device), n_samples)
 
     def transcribe_waveforms(self, waveforms: Sequence[torch.Tensor], decoder: Decoder | None = None) -> list[str]:
