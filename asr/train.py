@@ -162,7 +162,8 @@ def train(cfg: DictConfig) -> Path:
         recognizer.train()
         started, audio_seconds, n_utts, n_skipped = time.time(), 0.0, 0, 0
         loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
-        batches = WaitClock(itertools.islice(loader, stream.epoch_length(epoch)), stream.epoch_length(epoch))
+        n_batches = stream.epoch_length(epoch)  # sorts the corpus: once per epoch
+        batches = WaitClock(itertools.islice(loader, n_batches), n_batches)
         progress = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", leave=False,
                         disable=not rank.is_main)
         for batch in progress:

@@ -207,7 +207,8 @@ def time_epoch(args, recognizer, optimizer, device, dtype, use_autocast) -> None
                              pin_memory=device.type == "cuda"))
     autocast = torch.autocast(device.type, dtype=dtype, enabled=use_autocast)
     for epoch in range(args.epochs):
-        batches = WaitClock(itertools.islice(loader, stream.epoch_length(epoch)), stream.epoch_length(epoch))
+        n_batches = stream.epoch_length(epoch)
+        batches = WaitClock(itertools.islice(loader, n_batches), n_batches)
         audio_seconds, started = 0.0, time.perf_counter()
         for batch in batches:
             loss = batch_loss(recognizer, batch, device, autocast) / len(batch.utterances)
