@@ -117,7 +117,8 @@ def train(cfg: DictConfig) -> Path:
     resume = read_checkpoint(cfg.train.resume) if cfg.train.resume else None
     if resume is not None and "optimizer" not in resume:
         raise ValueError(f"{cfg.train.resume}: holds no training state to resume from")
-    sample_rate = feature_config(cfg).sample_rate
+    # A resumed run keeps its checkpoint's features, whatever the configuration says now.
+    sample_rate = resume["features"]["sample_rate"] if resume is not None else feature_config(cfg).sample_rate
     cache = cache_audio(train_utts + dev_utts, sample_rate, progress=rank.is_main) if cfg.train.cache_audio else None
     recognizer = build_recognizer(cfg, train_utts, resume, rank.is_main, cache).to(device)
     model = recognizer
