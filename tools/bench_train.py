@@ -7,13 +7,17 @@ input: no packing, no normalisation, no front end) as the ceiling to compare wit
     python tools/bench_train.py --model compact --device cuda --epoch data/an4/train.jsonl --cache
 
 Prints audio-seconds processed per second of wall time for both, their ratio and, on CUDA, the
-peak GPU memory; also the bare stack on input packed by PyTorch's `pack_padded_sequence`. Utterance lengths in a batch spread uniformly over [0.7, 1.0] x `--seconds`, as after
+peak GPU memory; also the bare stack on input packed by PyTorch's `pack_padded_sequence`.
+With `--rounds R` the three are timed R times in turn and the medians are reported: steps that
+are bound by kernel launches move with the host's speed, and alternating keeps the comparison
+fair. Utterance lengths in a batch spread uniformly over [0.7, 1.0] x `--seconds`, as after
 bucketing. `--epoch MANIFEST` instead runs real training epochs of the manifest through the
 training data pipeline and reports, per epoch, the fraction of wall time spent waiting for data.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -34,6 +38,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time ours and bare this many times, alternating; report the medians")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help="also print the costliest operators of our step")
     parser.add_argument("--epoch", metavar="MANIFEST", help="time one real epoch of this manifest instead")
@@ -81,18 +87,30 @@ def main() -> None:
         time_epoch(args, recognizer, optimizer, device, dtype, use_autocast)
         return
     audio_seconds = float(n_samples.sum()) / features.sample_rate * args.steps
-    ours, ours_memory = timed(step, args, device)
+    bare_step = bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_autocast)
+    packed_step = bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_autocast, packed=True)
+    # Rounds alternate ours and bare, so that a host that speeds up or slows down during the run
+    # moves both alike; the figures printed last are the medians over the rounds.
+    rounds = []
+    for r in range(args.rounds):
+        ours, ours_memory = timed(step, args, device)
+        bare, bare_memory = timed(bare_step, args, device)
+        packed, _ = timed(packed_step, args, device)
+        rounds.append((ours, bare, packed))
+        if args.rounds > 1:
+            print(f"round {r + 1}: ours {audio_seconds / ours:.1f}, bare {audio_seconds / bare:.1f}, "
+                  f"bare packed {audio_seconds / packed:.1f} audio-s/s, ours / bare {bare / ours:.1%}")
     if args.profile:
         print_profile(step, device)
-    bare_step = bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_autocast)
-    bare, bare_memory = timed(bare_step, args, device)
-    packed_step = bare_cudnn_step(recognizer, n_out, targets, n_targets, device, dtype, use_autocast, packed=True)
-    packed, _ = timed(packed_step, args, device)
-    print(f"ours:       {audio_seconds / ours:8.1f} audio-seconds per second  ({ours / args.steps * 1000:.0f} ms per step)")
+    ours, bare, packed = (statistics.median(r[i] for r in rounds) for i in range(3))
+    ratio = statistics.median(r[1] / r[0] for r in rounds)
+    median = f" (medians of {args.rounds} rounds)" if args.rounds > 1 else ""
+    print(f"ours:       {audio_seconds / ours:8.1f} audio-seconds per second  ({ours / args.steps * 1000:.0f} ms per step)"
+          f"{median}")
     print(f"bare cuDNN: {audio_seconds / bare:8.1f} audio-seconds per second  ({bare / args.steps * 1000:.0f} ms per step)")
     print(f"bare cuDNN on packed input: {audio_seconds / packed:8.1f} audio-seconds per second  "
           f"({packed / args.steps * 1000:.0f} ms per step, through PyTorch's pack_padded_sequence)")
-    print(f"ratio ours / bare: {bare / ours:.1%}")
+    print(f"ratio ours / bare: {ratio:.1%}")
     if device.type == "cuda":
         print(f"peak GPU memory: ours {ours_memory / 2**30:.2f} GiB, bare {bare_memory / 2**30:.2f} GiB")
 

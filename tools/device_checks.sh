@@ -34,27 +34,70 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuDNN', torch.backe
 if [ "${QUICK:-0}" = 1 ]; then
   bench="python3 tools/bench_train.py --device cpu --dtype fp32"
   few="--steps 1 --warmup 0" many=$few tiny="model.hidden=16 model.n_layers=1"
-  recipe_args=(-- device=cpu train.epochs=1 $tiny)
+  recipe_args=(device=cpu train.epochs=1 $tiny)
 else
   bench="python3 tools/bench_train.py --device cuda --dtype bf16"
   few="--steps 10 --warmup 3" many="--steps 30 --warmup 5" tiny="" recipe_args=()
 fi
 check padding_invariance 120 python3 -m pytest -q tests/test_model.py
-check ds2_32x15 120 $bench --model ds2 --batch 32 --seconds 15 $few $tiny
-check ds2_8x3.5 120 $bench --model ds2 --batch 8 --seconds 3.5 $many $tiny
-rm -rf exp/an4_gpu
-started=$SECONDS
-check recipe 240 bash recipes/an4/run.sh --config gpu --stage 2 --stop-stage 3 --data "$data" "${recipe_args[@]}"
-[ -f exp/an4_gpu/test.json ] && echo "recipe stages 2-3 (train + evaluate): $((SECONDS - started)) s wall" | tee -a "$log"
-cp exp/an4_gpu/metrics.csv exp/an4_gpu/test.json "$out"/ 2>/dev/null
+# recipe VARIANT LIMIT_S [HYDRA OVERRIDE...]: stages 2-3 of the GPU recipe alone on the machine,
+# timed, each output line stamped with the seconds since the start (where the time goes).
+recipe() {
+  local name=$1 limit=$2
+  shift 2
+  rm -rf "exp/$name"
+  local started=$SECONDS
+  check "$name" "$limit" bash -c 'recipes/an4/run.sh --config gpu --stage 2 --stop-stage 3 --data "$0" --exp "exp/$1" -- "${@:3}" 2>&1 | python3 -u -c "$2"' \
+    "$data" "$name" "$stamp" "${recipe_args[@]}" "$@"
+  [ -f "exp/$name/test.json" ] && echo "$name stages 2-3 (train + evaluate): $((SECONDS - started)) s wall" | tee -a "$log"
+  cp "exp/$name/metrics.csv" "$out/metrics_$name.csv" 2>/dev/null
+  cp "exp/$name/test.json" "$out/test_$name.json" 2>/dev/null
+}
+stamp='
+import sys, time
+start, line = time.time(), ""
+for ch in iter(lambda: sys.stdin.read(1), ""):
+    if ch == "\n":
+        print(f"[{time.time() - start:6.2f}] {line[-200:]}", flush=True)
+        line = ""
+    else:
+        line += ch
+'
+recipe recipe 240
+recipe recipe_b48 240 train.max_batch=48 train.max_batch_seconds=480 optim.lr=2.5e-3
+check ds2_32x15 150 $bench --model ds2 --batch 32 --seconds 15 $few --rounds 3 $tiny
+check ds2_8x3.5 120 $bench --model ds2 --batch 8 --seconds 3.5 $many --rounds 3 $tiny
 check compact_32x3 60 $bench --model compact --batch 32 --seconds 3 $many $tiny
-check bigru_32x4 60 $bench --model bigru --batch 32 --seconds 4 $many $tiny
+# Test WER of other random streams (seed), runs side by side: for WER only, their times mean nothing.
+sweep() {
+  local pids=() name
+  for spec in "$@"; do
+    name=${spec%%:*}
+    rm -rf "exp/$name"
+    recipes/an4/run.sh --config gpu --stage 2 --stop-stage 3 --data "$data" --exp "exp/$name" -- \
+      train.num_workers=2 ${spec#*:} "${recipe_args[@]}" >"$out/sweep_$name.log" 2>&1 &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  for spec in "$@"; do
+    name=${spec%%:*}
+    echo "sweep $name (${spec#*:}): $(grep -ao 'WER [0-9.]*%  CER [0-9.]*%' "$out/sweep_$name.log" | tail -1)" | tee -a "$log"
+    cp "exp/$name/metrics.csv" "$out/metrics_$name.csv" 2>/dev/null
+  done
+}
+b48="train.max_batch=48 train.max_batch_seconds=480 optim.lr=2.5e-3"
+if [[ "$only" == "  " || "$only" == *" sweep "* ]]; then
+  echo "== sweep" | tee -a "$log"
+  started=$SECONDS
+  sweep "b32_s2:seed=2" "b32_s3:seed=3" "b48_s2:seed=2 $b48" "b48_s3:seed=3 $b48"
+  echo "== sweep: $((SECONDS - started)) s" | tee -a "$log"
+fi
 # The GPU recipe's model and batch (conf/experiment/an4_gpu.yaml) through the training pipeline.
 check epoch_wait 120 $bench --model compact --epoch "$data/train.jsonl" --cache --batch 32 --max-batch-seconds 320 \
   --workers 4 $tiny
-check ds2_32x15_again 120 $bench --model ds2 --batch 32 --seconds 15 $few $tiny
+check bigru_32x4 60 $bench --model bigru --batch 32 --seconds 4 $many $tiny
 # Where a small model's step goes (kernel table), last: the figures above matter more.
 check bigru_profile 90 $bench --model bigru --batch 32 --seconds 4 --steps 3 --warmup 2 --profile $tiny
 
 echo "== figures" | tee -a "$log"
-grep -aoE "^(model|ours|bare|ratio|peak|epoch [0-9]+ of|recipe|[0-9]+ passed|[0-9]+ failed).*|WER [0-9.]+%  CER [0-9.]+%|^== .*exit.*" "$log" | tee "$out/figures.txt"
+grep -aoE "^(model|ours|bare|ratio|round|peak|epoch [0-9]+ of|recipe|sweep|[0-9]+ passed|[0-9]+ failed).*|WER [0-9.]+%  CER [0-9.]+%|^== .*exit.*" "$log" | tee "$out/figures.txt"
