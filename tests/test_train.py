@@ -1,5 +1,6 @@
 """Training end to end on tiny data: checkpoints, resume, a kill -9 mid-run, bad audio."""
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,8 @@ import torch
 from conftest import write_corrupt, write_tone
 
 from asr.config import compose_config
-from asr.manifest import Utterance, write_manifest
+from asr.evaluate import evaluate
+from asr.manifest import Utterance, read_manifest, write_manifest
 from asr.recognizer import load_recognizer, read_checkpoint
 from asr.train import train
 
@@ -98,6 +100,17 @@ def test_check_every_scores_dev_and_saves_every_nth_epoch_and_the_last(tmp_path)
     assert [r["dev_wer"] != "" for r in rows] == [False, True, True]
     assert all(0.0 <= float(r["data_wait"]) <= 1.0 for r in rows)
     assert read_checkpoint(tmp_path / "exp" / "last.pt")["epoch"] == 2
+
+
+def test_test_best_scores_the_best_checkpoint_as_evaluate_does(tmp_path):
+    manifest = tiny_corpus(tmp_path)
+    best = train(compose_config(overrides(tmp_path, manifest, 2, "train.test_best=true", f"data.test={manifest}",
+                                          "train.tensorboard=false")))
+    written = json.loads((tmp_path / "exp" / "test.json").read_text())
+    again = evaluate(load_recognizer(best), read_manifest(manifest))
+    assert written["hypotheses"] == again["hypotheses"] and written["wer"] == again["wer"]
+    assert written["utterances"] == 8
+    assert not (tmp_path / "exp" / "tensorboard").exists()
 
 
 def test_resume_drops_metrics_rows_logged_after_its_checkpoint(tmp_path):

@@ -39,15 +39,22 @@ else
   bench="python3 tools/bench_train.py --device cuda --dtype bf16"
   few="--steps 10 --warmup 3" many="--steps 30 --warmup 5" tiny="" recipe_args=()
 fi
+# What a Python process pays before its first step: torch, the torch._dynamo import that the first
+# optimizer makes, tensorboard (when installed).
+check startup 60 python3 -c "
+import time; t = time.time(); import torch; print(f'import torch {time.time() - t:.2f} s')
+t = time.time(); import torch._dynamo; print(f'import torch._dynamo {time.time() - t:.2f} s')
+t = time.time(); import torch.utils.tensorboard; print(f'import torch.utils.tensorboard {time.time() - t:.2f} s')"
 check padding_invariance 120 python3 -m pytest -q tests/test_model.py
 # recipe VARIANT LIMIT_S [HYDRA OVERRIDE...]: stages 2-3 of the GPU recipe alone on the machine,
 # timed, each output line stamped with the seconds since the start (where the time goes).
+# RUN=DIR/recipes/an4/run.sh with PYTHONPATH=DIR runs another checkout (e.g. the code before a change).
 recipe() {
   local name=$1 limit=$2
   shift 2
   rm -rf "exp/$name"
   local started=$SECONDS
-  check "$name" "$limit" bash -c 'recipes/an4/run.sh --config gpu --stage 2 --stop-stage 3 --data "$0" --exp "exp/$1" -- "${@:3}" 2>&1 | python3 -u -c "$2"' \
+  check "$name" "$limit" bash -c '${RUN:-recipes/an4/run.sh} --config gpu --stage 2 --stop-stage 3 --data "$0" --exp "exp/$1" -- "${@:3}" 2>&1 | python3 -u -c "$2"' \
     "$data" "$name" "$stamp" "${recipe_args[@]}" "$@"
   [ -f "exp/$name/test.json" ] && echo "$name stages 2-3 (train + evaluate): $((SECONDS - started)) s wall" | tee -a "$log"
   cp "exp/$name/metrics.csv" "$out/metrics_$name.csv" 2>/dev/null
@@ -100,4 +107,4 @@ check bigru_32x4 60 $bench --model bigru --batch 32 --seconds 4 $many $tiny
 check bigru_profile 90 $bench --model bigru --batch 32 --seconds 4 --steps 3 --warmup 2 --profile $tiny
 
 echo "== figures" | tee -a "$log"
-grep -aoE "^(model|ours|bare|ratio|round|peak|epoch [0-9]+ of|recipe|sweep|[0-9]+ passed|[0-9]+ failed).*|WER [0-9.]+%  CER [0-9.]+%|^== .*exit.*" "$log" | tee "$out/figures.txt"
+grep -aoE "^(import|model|ours|bare|ratio|round|peak|epoch [0-9]+ of|recipe|sweep|[0-9]+ passed|[0-9]+ failed).*|WER [0-9.]+%  CER [0-9.]+%|^== .*exit.*" "$log" | tee "$out/figures.txt"

@@ -2,7 +2,8 @@
 # AN4 from audio to WER. Run from the repository root:
 #   recipes/an4/run.sh [--config cpu|gpu|builtin] [--src PATH_OR_URL] [--exp DIR] [--data DIR]
 #                      [--stage N] [--stop-stage N] [--lm-order N] [-- extra Hydra overrides for training]
-# Stages: 1 prepare manifests, 2 train, 3 evaluate on test with greedy decoding (EXP/test.json),
+# Stages: 1 prepare manifests, 2 train, then score the best checkpoint on test with greedy decoding
+#         (EXP/test.json), 3 the same scoring alone, for an EXP trained earlier (skipped after stage 2),
 #         4 build a word n-gram LM and lexicon from the training transcripts (EXP/lm/),
 #         5 tune LM weight and word score on dev (EXP/decoder.json),
 #         6 evaluate on test with the LM decoder (EXP/test_lm.json).
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
     --stop-stage) stop_stage=$2; shift 2 ;;
     --lm-order) lm_order=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -39,12 +40,14 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  echo "== stage 2: train ($config) into $exp"
+  echo "== stage 2: train ($config) into $exp, then score its best checkpoint on AN4 test"
   asr train experiment=an4_$config data.train="$data/train.jsonl" data.dev="$data/dev.jsonl" \
-    out_dir="$exp" "$@"
+    data.test="$data/test.jsonl" train.test_best=true out_dir="$exp" "$@"
 fi
 
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 3 ]; then
+  echo "== stage 3: done by stage 2 in the same process ($exp/test.json)"
+elif [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   echo "== stage 3: evaluate on AN4 test"
   asr evaluate --model "$exp/best.pt" --manifest "$data/test.jsonl" --report "$exp/test.json"
 fi
