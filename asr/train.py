@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import itertools
 import logging
 import math
 import random
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -102,7 +100,6 @@ def train(cfg: DictConfig) -> Path:
     Under torchrun each process trains on its share of every global batch; rank 0 evaluates,
     logs and writes checkpoints.
     """
-    _import_soon("torch._dynamo")
     rank, device = init_distributed(pick_device(cfg.device))
     out_dir = Path(cfg.out_dir)
     if rank.is_main:
@@ -249,22 +246,6 @@ def test_checkpoint(checkpoint: Path, manifest: str, report: Path, device: torch
     result = evaluate(recognizer, read_manifest(manifest), report_path=report, max_batch_seconds=max_batch_seconds)
     log.info("%s on %s: %s (report: %s)", checkpoint, manifest, format_report(result).splitlines()[0], report)
     return result
-
-
-def _import_soon(module: str) -> None:
-    """Import `module` on a background thread.
-
-    PyTorch's first optimizer imports torch._dynamo (0.8 s on a laptop-class CPU, seconds on some
-    GPU hosts). Started first, that import overlaps with reading the audio and estimating the
-    feature statistics, which mostly wait on files and native code; the optimizer then finds it done.
-    """
-    def run():
-        try:
-            importlib.import_module(module)
-        except Exception:  # the optimizer imports it again and reports a real failure there
-            pass
-
-    threading.Thread(target=run, name=f"import {module}", daemon=True).start()
 
 
 class WaitClock:

@@ -48,13 +48,12 @@ t = time.time(); import torch.utils.tensorboard; print(f'import torch.utils.tens
 check padding_invariance 120 python3 -m pytest -q tests/test_model.py
 # recipe VARIANT LIMIT_S [HYDRA OVERRIDE...]: stages 2-3 of the GPU recipe alone on the machine,
 # timed, each output line stamped with the seconds since the start (where the time goes).
-# RUN=DIR/recipes/an4/run.sh with PYTHONPATH=DIR runs another checkout (e.g. the code before a change).
 recipe() {
   local name=$1 limit=$2
   shift 2
   rm -rf "exp/$name"
   local started=$SECONDS
-  check "$name" "$limit" bash -c '${RUN:-recipes/an4/run.sh} --config gpu --stage 2 --stop-stage 3 --data "$0" --exp "exp/$1" -- "${@:3}" 2>&1 | python3 -u -c "$2"' \
+  check "$name" "$limit" bash -c 'recipes/an4/run.sh --config gpu --stage 2 --stop-stage 3 --data "$0" --exp "exp/$1" -- "${@:3}" 2>&1 | python3 -u -c "$2"' \
     "$data" "$name" "$stamp" "${recipe_args[@]}" "$@"
   [ -f "exp/$name/test.json" ] && echo "$name stages 2-3 (train + evaluate): $((SECONDS - started)) s wall" | tee -a "$log"
   cp "exp/$name/metrics.csv" "$out/metrics_$name.csv" 2>/dev/null
