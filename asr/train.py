@@ -114,6 +114,10 @@ def train(cfg: DictConfig) -> Path:
 
     train_utts = read_manifest(cfg.data.train)
     dev_utts = read_manifest(cfg.data.dev) if cfg.data.get("dev") else []
+    if cfg.train.test_best and not cfg.data.get("test"):
+        raise ValueError("train.test_best=true needs a test manifest: data.test=PATH")
+    # Read now, so that a bad test manifest stops the run before training rather than after it.
+    test_utts = read_manifest(cfg.data.test) if cfg.train.test_best else []
     resume = read_checkpoint(cfg.train.resume) if cfg.train.resume else None
     if resume is not None and "optimizer" not in resume:
         raise ValueError(f"{cfg.train.resume}: holds no training state to resume from")
@@ -234,16 +238,16 @@ def train(cfg: DictConfig) -> Path:
     best = out_dir / "best.pt"
     best = best if best.exists() else out_dir / "last.pt"
     if rank.is_main and cfg.train.test_best:
-        test_checkpoint(best, cfg.data.test, out_dir / "test.json", device, cfg.train.max_batch_seconds)
+        test_checkpoint(best, test_utts, cfg.data.test, out_dir / "test.json", device, cfg.train.max_batch_seconds)
     return best
 
 
-def test_checkpoint(checkpoint: Path, manifest: str, report: Path, device: torch.device,
-                    max_batch_seconds: float) -> dict:
-    """Score `checkpoint` on `manifest` with greedy decoding, as `asr evaluate --report` does,
-    in this process: a recipe saves starting another one (and setting up the GPU again)."""
+def test_checkpoint(checkpoint: Path, utterances: list[Utterance], manifest: str, report: Path,
+                    device: torch.device, max_batch_seconds: float) -> dict:
+    """Score `checkpoint` on the `utterances` of `manifest` with greedy decoding, as `asr evaluate
+    --report` does, in this process: a recipe saves starting another one (and setting up the GPU again)."""
     recognizer = load_recognizer(checkpoint, device)
-    result = evaluate(recognizer, read_manifest(manifest), report_path=report, max_batch_seconds=max_batch_seconds)
+    result = evaluate(recognizer, utterances, report_path=report, max_batch_seconds=max_batch_seconds)
     log.info("%s on %s: %s (report: %s)", checkpoint, manifest, format_report(result).splitlines()[0], report)
     return result
 

@@ -8,12 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import write_corrupt, write_tone
 
 from asr.config import compose_config
 from asr.evaluate import evaluate
-from asr.manifest import Utterance, read_manifest, write_manifest
+from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from asr.recognizer import load_recognizer, read_checkpoint
 from asr.train import train
 
@@ -111,6 +112,16 @@ def test_test_best_scores_the_best_checkpoint_as_evaluate_does(tmp_path):
     assert written["hypotheses"] == again["hypotheses"] and written["wer"] == again["wer"]
     assert written["utterances"] == 8
     assert not (tmp_path / "exp" / "tensorboard").exists()
+
+
+def test_test_best_without_a_readable_test_manifest_stops_before_training(tmp_path):
+    manifest = tiny_corpus(tmp_path)
+    with pytest.raises(ValueError, match="data.test"):
+        train(compose_config(overrides(tmp_path, manifest, 1, "train.test_best=true", "data.test=null")))
+    with pytest.raises(ManifestError, match="nowhere.jsonl"):
+        train(compose_config(overrides(tmp_path, manifest, 1, "train.test_best=true",
+                                       f"data.test={tmp_path / 'nowhere.jsonl'}")))
+    assert not (tmp_path / "exp" / "metrics.csv").exists()
 
 
 def test_resume_drops_metrics_rows_logged_after_its_checkpoint(tmp_path):
