@@ -69,8 +69,9 @@ for ch in iter(lambda: sys.stdin.read(1), ""):
     else:
         line += ch
 '
+b48="train.max_batch=48 train.max_batch_seconds=480 optim.lr=2.5e-3"  # the batch-48 variant tried
 recipe recipe 240
-recipe recipe_b48 240 train.max_batch=48 train.max_batch_seconds=480 optim.lr=2.5e-3
+recipe recipe_b48 240 $b48
 check ds2_32x15 150 $bench --model ds2 --batch 32 --seconds 15 $few --rounds 3 $tiny
 check ds2_8x3.5 120 $bench --model ds2 --batch 8 --seconds 3.5 $many --rounds 3 $tiny
 check compact_32x3 60 $bench --model compact --batch 32 --seconds 3 $many $tiny
@@ -91,7 +92,6 @@ sweep() {
     cp "exp/$name/metrics.csv" "$out/metrics_$name.csv" 2>/dev/null
   done
 }
-b48="train.max_batch=48 train.max_batch_seconds=480 optim.lr=2.5e-3"
 if [[ "$only" == "  " || "$only" == *" sweep "* ]]; then
   echo "== sweep" | tee -a "$log"
   started=$SECONDS
