@@ -5,7 +5,6 @@ import csv
 import io
 import itertools
 import logging
-import math
 import random
 import time
 from contextlib import nullcontext
@@ -31,6 +30,7 @@ from asr.distributed import barrier, init_distributed, shutdown
 from asr.evaluate import ctc_loss, decode_utterances, evaluate, format_report, score
 from asr.features import FeatureConfig, FeatureExtractor, StatsAccumulator
 from asr.manifest import Utterance, atomic_write_text, read_manifest
+from asr.optim import AdamW, lr_factor, set_lr
 from asr.recognizer import Recognizer, load_recognizer, read_checkpoint
 from asr.tokenizer import CharTokenizer
 
@@ -52,15 +52,6 @@ def estimate_stats(features: FeatureConfig, utterances: list[Utterance], max_utt
             feats, n_frames = extractor(audio[None], torch.tensor([audio.shape[0]]))
             accumulator.add(feats, n_frames)
     return accumulator.result()
-
-
-def lr_factor(step: int, total_steps: int, warmup_fraction: float, final_ratio: float) -> float:
-    """Linear warm-up to the peak, then cosine decay to `final_ratio` of it."""
-    warmup = max(1, int(warmup_fraction * total_steps))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict | None, progress: bool = True,
@@ -134,20 +125,17 @@ def train(cfg: DictConfig) -> Path:
                  recognizer.model.n_parameters() / 1e6, rank.world)
 
     o = cfg.optim
-    optimizer = torch.optim.AdamW(
-        recognizer.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
-        fused=device.type == "cuda",
-    )
+    optimizer = AdamW(recognizer.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
     sampler = BucketBatchSampler([u.duration for u in train_utts], cfg.train.max_batch_seconds,
                                  cfg.train.max_batch, True, cfg.seed, rank.rank, rank.world)
     total_steps = cfg.train.epochs * len(sampler)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, o.warmup_fraction, o.final_lr_ratio)
-    )
+
+    def schedule(step: int) -> float:
+        return o.lr * lr_factor(step, total_steps, o.warmup_fraction, o.final_lr_ratio)
+
     start_epoch, step, best_wer = 0, 0, float("inf")
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
         start_epoch, step, best_wer = resume["epoch"] + 1, resume["step"], resume["best_wer"]
         if rank.is_main:
             log.info("resuming from %s after epoch %d", cfg.train.resume, resume["epoch"] + 1)
@@ -182,11 +170,11 @@ def train(cfg: DictConfig) -> Path:
                 continue
             else:
                 continue
+            set_lr(optimizer, schedule(step))
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(recognizer.model.parameters(), cfg.train.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            scheduler.step()
             step += 1
             loss_sum += loss.detach()
             n_utts += len(batch.utterances)
@@ -203,7 +191,7 @@ def train(cfg: DictConfig) -> Path:
         train_loss = float(loss_sum) / max(1, n_utts)
         epoch_seconds = time.time() - started
         row = {
-            "epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0],
+            "epoch": epoch + 1, "step": step, "lr": schedule(step),
             "train_loss": train_loss, "epoch_seconds": round(epoch_seconds, 2),
             "audio_seconds_per_second": round(audio_seconds * rank.world / epoch_seconds, 1),
             "data_wait": round(batches.waited / epoch_seconds, 4), "skipped": n_skipped,
@@ -224,7 +212,7 @@ def train(cfg: DictConfig) -> Path:
             best_wer = min(best_wer, row["dev_wer"])
         state = dict(
             epoch=epoch, step=step, best_wer=best_wer, metrics=row, config=config_dict,
-            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+            optimizer=optimizer.state_dict(),
         )
         # Before the checkpoint: a resumed run drops the rows of epochs after its checkpoint.
         _log_metrics(out_dir, row, writer)

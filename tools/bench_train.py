@@ -7,7 +7,9 @@ input: no packing, no normalisation, no front end) as the ceiling to compare wit
     python tools/bench_train.py --model compact --device cuda --epoch data/an4/train.jsonl --cache
 
 Prints audio-seconds processed per second of wall time for both, their ratio and, on CUDA, the
-peak GPU memory; also the bare stack on input packed by PyTorch's `pack_padded_sequence`.
+peak GPU memory; also the bare stack on input packed by PyTorch's `pack_padded_sequence`. Ours
+steps with `asr.optim.AdamW` (multi-tensor kernels, as `asr train`), the bare stack with
+torch.optim's fused AdamW (one kernel).
 With `--rounds R` the three are timed R times in turn and the medians are reported: steps that
 are bound by kernel launches move with the host's speed, and alternating keeps the comparison
 fair. Utterance lengths in a batch spread uniformly over [0.7, 1.0] x `--seconds`, as after
@@ -25,6 +27,7 @@ import torch
 from asr.config import compose_config, feature_config, model_dims
 from asr.evaluate import ctc_loss
 from asr.features import SpecAugmentConfig
+from asr.optim import AdamW
 from asr.recognizer import Recognizer
 from asr.tokenizer import CharTokenizer
 
@@ -60,7 +63,7 @@ def main() -> None:
     mean, std = torch.zeros(features.n_features), torch.ones(features.n_features)
     device = torch.device(args.device)
     recognizer = Recognizer(features, dims, tokenizer, mean, std, SpecAugmentConfig()).to(device).train()
-    optimizer = torch.optim.AdamW(recognizer.model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    optimizer = AdamW(recognizer.model.parameters(), lr=1e-4)  # as `asr train`
 
     n_samples = (torch.linspace(0.7, 1.0, args.batch) * args.seconds * features.sample_rate).long()
     waveforms = torch.randn(args.batch, int(n_samples.max())) * 0.1

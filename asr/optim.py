@@ -1,0 +1,119 @@
+"""AdamW and the learning-rate schedule, without torch.optim.
+
+Building any torch.optim optimizer imports torch._dynamo (its `add_param_group` and `step` are
+wrapped to keep dynamo out of them, and the wrapper imports it on first use). On the H200 host of
+the AN4 GPU recipe that import took 6.25 s, a tenth of the recipe's 60 s budget; on a 2-core CPU
+0.8 s. This AdamW makes the same update as `torch.optim.AdamW` (bit for bit on the CPU:
+tests/test_optim.py) with PyTorch's multi-tensor `_foreach` kernels, and reads and writes the same
+state-dict layout, so checkpoints move between the two.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+
+class AdamW:
+    """Adam with decoupled weight decay (Loshchilov & Hutter) over one group of parameters.
+
+    `param_groups` has torch.optim's shape (a list of dicts with "params" and "lr"), which is what
+    `torch.amp.GradScaler` and learning-rate code read and write.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2):
+        params = list(params)
+        if not params:
+            raise ValueError("AdamW got no parameters")
+        self.param_groups = [dict(params=params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)]
+        self.state: dict[torch.Tensor, dict] = {}  # by parameter: step (a count), exp_avg, exp_avg_sq
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.param_groups[0]["params"]:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def _state(self, p: torch.Tensor) -> dict:
+        if p not in self.state:
+            self.state[p] = dict(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        return self.state[p]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient (as torch.optim, the others keep
+        their moments and step count)."""
+        group = self.param_groups[0]
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        states = [self._state(p) for p in params]
+        grads = [p.grad for p in params]
+        exp_avgs = [s["exp_avg"] for s in states]
+        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        for s in states:
+            s["step"] += 1
+        # torch.optim.AdamW's single-tensor update, operation for operation.
+        torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denom, [(1 - beta2 ** s["step"]) ** 0.5 for s in states])
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(params, exp_avgs, denom, [-(lr / (1 - beta1 ** s["step"])) for s in states])
+
+    def state_dict(self) -> dict:
+        """torch.optim's layout: parameters by their index; steps as float tensors."""
+        group = self.param_groups[0]
+        state = {}
+        for i, p in enumerate(group["params"]):
+            if p in self.state:
+                s = self.state[p]
+                state[i] = dict(step=torch.tensor(float(s["step"])), exp_avg=s["exp_avg"], exp_avg_sq=s["exp_avg_sq"])
+        hyper = {k: v for k, v in group.items() if k != "params"}
+        return dict(state=state, param_groups=[dict(hyper, params=list(range(len(group["params"]))))])
+
+    def load_state_dict(self, saved: dict) -> None:
+        """Moments and step counts from `state_dict()` (ours or torch.optim.AdamW's); the learning
+        rate is left to the schedule."""
+        params = self.param_groups[0]["params"]
+        saved_groups = saved["param_groups"]
+        n_saved = sum(len(g["params"]) for g in saved_groups)
+        if len(saved_groups) != 1 or n_saved != len(params):
+            raise ValueError(f"optimizer state for {n_saved} parameters in {len(saved_groups)} group(s); "
+                             f"this model has {len(params)} in 1")
+        group = self.param_groups[0]
+        group.update({k: saved_groups[0][k] for k in ("betas", "eps", "weight_decay") if k in saved_groups[0]})
+        group["betas"] = tuple(group["betas"])
+        self.state = {}
+        for index, p in zip(saved_groups[0]["params"], params):
+            s = saved["state"].get(index)
+            if s is None:
+                continue
+            if s["exp_avg"].shape != p.shape:
+                raise ValueError(f"optimizer state of shape {tuple(s['exp_avg'].shape)} for a parameter "
+                                 f"of shape {tuple(p.shape)}")
+            step = s["step"]
+            self.state[p] = dict(
+                step=int(step.item() if torch.is_tensor(step) else step),
+                exp_avg=s["exp_avg"].to(p.device, p.dtype), exp_avg_sq=s["exp_avg_sq"].to(p.device, p.dtype),
+            )
+
+
+def lr_factor(step: int, total_steps: int, warmup_fraction: float, final_ratio: float) -> float:
+    """Linear warm-up to the peak, then cosine decay to `final_ratio` of it."""
+    warmup = max(1, int(warmup_fraction * total_steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def set_lr(optimizer: AdamW, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
