@@ -140,6 +140,13 @@ def train(cfg: DictConfig) -> Path:
         if rank.is_main:
             log.info("resuming from %s after epoch %d", cfg.train.resume, resume["epoch"] + 1)
             _trim_metrics(out_dir, resume["epoch"] + 1)
+        if resume.get("world", rank.world) != rank.world:
+            # Another number of processes takes another number of steps per epoch: the schedule
+            # goes on from the same share of the training, in this run's steps.
+            step = start_epoch * len(sampler)
+            if rank.is_main:
+                log.info("the checkpoint was written by %d process(es), this run has %d: the learning-rate "
+                         "schedule continues from step %d of %d", resume["world"], rank.world, step, total_steps)
 
     dataset = UtteranceDataset(train_utts, recognizer.tokenizer, sample_rate, cfg.train.speeds, cache)
     dev_data = UtteranceDataset(dev_utts, recognizer.tokenizer, sample_rate, cache=cache)
@@ -211,7 +218,7 @@ def train(cfg: DictConfig) -> Path:
         if dev_utts:
             best_wer = min(best_wer, row["dev_wer"])
         state = dict(
-            epoch=epoch, step=step, best_wer=best_wer, metrics=row, config=config_dict,
+            epoch=epoch, step=step, world=rank.world, best_wer=best_wer, metrics=row, config=config_dict,
             optimizer=optimizer.state_dict(),
         )
         # Before the checkpoint: a resumed run drops the rows of epochs after its checkpoint.

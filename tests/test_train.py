@@ -70,6 +70,27 @@ def test_resume_continues_after_the_last_saved_epoch(tmp_path):
     assert torch.equal(after["norm_mean"], before["norm_mean"]) and after["vocab"] == before["vocab"]
 
 
+def test_resume_with_another_number_of_processes_keeps_the_schedules_place(tmp_path, caplog):
+    manifest = tiny_corpus(tmp_path)  # two batches an epoch for one process
+    train(compose_config(overrides(tmp_path, manifest, 2)))
+    last = tmp_path / "exp" / "last.pt"
+    saved = torch.load(last, weights_only=True)
+    assert saved["world"] == 1 and saved["step"] == 4
+    # As two processes would have left it: half the steps for the same two epochs.
+    torch.save({**saved, "world": 2, "step": 2}, last)
+    caplog.set_level("INFO", logger="asr.train")
+    train(compose_config(overrides(tmp_path, manifest, 3, f"train.resume={last}")))
+    assert "written by 2 process(es), this run has 1" in caplog.text
+    # The schedule went on from epoch 2's share of the training (step 4 of 6), not from step 2.
+    assert read_checkpoint(last)["step"] == 6
+    rows = metrics(tmp_path)
+    straight = tmp_path / "straight"
+    train(compose_config([f"data.train={manifest}", f"data.dev={manifest}", f"out_dir={straight}",
+                          "train.epochs=3", *TINY]))
+    with (straight / "metrics.csv").open() as f:
+        assert rows[-1]["lr"] == list(csv.DictReader(f))[-1]["lr"]
+
+
 def test_kill_9_mid_run_leaves_a_loadable_checkpoint_to_resume_from(tmp_path):
     manifest = tiny_corpus(tmp_path, n=40)
     cmd = [sys.executable, "-m", "asr", "train", *overrides(tmp_path, manifest, 200)]
