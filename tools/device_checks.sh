@@ -39,12 +39,33 @@ else
   bench="python3 tools/bench_train.py --device cuda --dtype bf16"
   few="--steps 10 --warmup 3" many="--steps 30 --warmup 5" tiny="" recipe_args=()
 fi
-# What a Python process pays before its first step: torch, the torch._dynamo import that the first
-# optimizer makes, tensorboard (when installed).
+# What a Python process pays before its first step: torch, the torch._dynamo import that any
+# torch.optim optimizer makes (asr train steps with asr.optim.AdamW instead), tensorboard (when installed).
 check startup 60 python3 -c "
 import time; t = time.time(); import torch; print(f'import torch {time.time() - t:.2f} s')
 t = time.time(); import torch._dynamo; print(f'import torch._dynamo {time.time() - t:.2f} s')
 t = time.time(); import torch.utils.tensorboard; print(f'import torch.utils.tensorboard {time.time() - t:.2f} s')"
+# A whole training step as `asr train` takes it (AdamW from asr.optim): it must not import torch._dynamo.
+check step_imports 60 python3 -c "
+import sys, time; t = time.time()
+import torch
+from asr.data import collate
+from asr.features import FeatureConfig
+from asr.manifest import Utterance
+from asr.model import ModelDims
+from asr.optim import AdamW
+from asr.recognizer import Recognizer
+from asr.tokenizer import CharTokenizer
+from asr.train import batch_loss, _autocast
+device = torch.device('cpu' if '${QUICK:-0}' == '1' else 'cuda')
+tok = CharTokenizer.build(['AB'])
+rec = Recognizer(FeatureConfig(), ModelDims(80, len(tok)), tok, torch.zeros(80), torch.ones(80)).to(device).train()
+opt = AdamW(rec.model.parameters(), lr=1e-3)
+batch = collate([(Utterance('u', '', 1.0, 'AB'), torch.randn(16000) * 0.1, torch.tensor(tok.encode('AB')))])
+batch_loss(rec, batch, device, _autocast(device, 'bf16')).backward()
+torch.nn.utils.clip_grad_norm_(rec.model.parameters(), 5.0)
+opt.step(); torch.cuda.synchronize() if device.type == 'cuda' else None
+print(f'first training step {time.time() - t:.2f} s after start, torch._dynamo imported: {\"torch._dynamo\" in sys.modules}')"
 check padding_invariance 120 python3 -m pytest -q tests/test_model.py
 # recipe VARIANT LIMIT_S [HYDRA OVERRIDE...]: stages 2-3 of the GPU recipe alone on the machine,
 # timed, each output line stamped with the seconds since the start (where the time goes).
@@ -106,4 +127,4 @@ check bigru_32x4 60 $bench --model bigru --batch 32 --seconds 4 $many $tiny
 check bigru_profile 90 $bench --model bigru --batch 32 --seconds 4 --steps 3 --warmup 2 --profile $tiny
 
 echo "== figures" | tee -a "$log"
-grep -aoE "^(import|model|ours|bare|ratio|round|peak|epoch [0-9]+ of|recipe|sweep|[0-9]+ passed|[0-9]+ failed).*|WER [0-9.]+%  CER [0-9.]+%|^== .*exit.*" "$log" | tee "$out/figures.txt"
+grep -aoE "^(import|first training step|model|ours|bare|ratio|round|peak|epoch [0-9]+ of|recipe|sweep|[0-9]+ passed|[0-9]+ failed).*|WER [0-9.]+%  CER [0-9.]+%|^== .*exit.*" "$log" | tee "$out/figures.txt"
