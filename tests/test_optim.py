@@ -86,3 +86,29 @@ def test_lr_factor_warms_up_then_decays_to_the_final_ratio():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
     assert factors[100] == pytest.approx(0.01)
+
+
+def test_adamw_works_under_grad_scaler_as_fp16_training_uses_it():
+    """`train.precision=fp16` steps through torch.amp.GradScaler: it unscales our gradients, steps,
+    and skips the step when a gradient overflowed."""
+    plain, scaled = _params(), _params()
+    opt_plain, opt_scaled = AdamW(plain, lr=1e-2), AdamW(scaled, lr=1e-2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    for params, optimizer, scale in ((plain, opt_plain, None), (scaled, opt_scaled, scaler)):
+        loss = sum((p ** 2).sum() for p in params)
+        (scale.scale(loss) if scale else loss).backward()
+        if scale:
+            scale.unscale_(optimizer)
+            scale.step(optimizer)
+            scale.update()
+        else:
+            optimizer.step()
+    for a, b in zip(plain, scaled):
+        assert torch.equal(a, b)
+    before = [p.detach().clone() for p in scaled]
+    opt_scaled.zero_grad()
+    scaler.scale(sum((p * float("inf")).sum() for p in scaled)).backward()
+    scaler.step(opt_scaled)
+    scaler.update()
+    assert all(torch.equal(a, b) for a, b in zip(before, scaled))  # skipped
+    assert scaler.get_scale() == 512.0
