@@ -3,9 +3,10 @@
 Building any torch.optim optimizer imports torch._dynamo (its `add_param_group` and `step` are
 wrapped to keep dynamo out of them, and the wrapper imports it on first use). On the H200 host of
 the AN4 GPU recipe that import took 6.25 s, a tenth of the recipe's 60 s budget; on a 2-core CPU
-0.8 s. This AdamW makes the same update as `torch.optim.AdamW` (bit for bit on the CPU:
-tests/test_optim.py) with PyTorch's multi-tensor `_foreach` kernels, and reads and writes the same
-state-dict layout, so checkpoints move between the two.
+0.8 s. This AdamW makes the same update as `torch.optim.AdamW` (bit for bit: tests/test_optim.py)
+and reads and writes the same state-dict layout, so checkpoints move between the two. On CUDA it
+calls the kernel behind `torch.optim.AdamW(fused=True)`, one launch a step; elsewhere it makes
+torch.optim's default update with PyTorch's multi-tensor `_foreach` kernels.
 """
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import math
 from collections.abc import Iterable
 
 import torch
+
+# The kernel of torch.optim.AdamW(fused=True): an ATen operator, present since PyTorch 2.1.
+_FUSED_ADAMW = getattr(torch, "_fused_adamw_", None)
 
 
 class AdamW:
@@ -23,12 +27,21 @@ class AdamW:
     """
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2):
+                 eps: float = 1e-8, weight_decay: float = 1e-2, fused: bool | None = None):
+        """`fused`: one kernel a step, as torch.optim.AdamW(fused=True); by default when every
+        parameter is on CUDA."""
         params = list(params)
         if not params:
             raise ValueError("AdamW got no parameters")
+        if fused is None:
+            fused = _FUSED_ADAMW is not None and all(p.is_cuda for p in params)
+        if fused and _FUSED_ADAMW is None:
+            raise RuntimeError(f"PyTorch {torch.__version__} has no fused AdamW kernel")
+        self.fused = fused
         self.param_groups = [dict(params=params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)]
-        self.state: dict[torch.Tensor, dict] = {}  # by parameter: step (a count), exp_avg, exp_avg_sq
+        # By parameter: step (a count; fused: a float32 tensor beside the parameter, which the
+        # kernel reads without a sync), exp_avg, exp_avg_sq.
+        self.state: dict[torch.Tensor, dict] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.param_groups[0]["params"]:
@@ -39,8 +52,12 @@ class AdamW:
 
     def _state(self, p: torch.Tensor) -> dict:
         if p not in self.state:
-            self.state[p] = dict(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+            self.state[p] = dict(step=self._step_count(p, 0), exp_avg=torch.zeros_like(p),
+                                 exp_avg_sq=torch.zeros_like(p))
         return self.state[p]
+
+    def _step_count(self, p: torch.Tensor, n: int) -> int | torch.Tensor:
+        return torch.tensor(float(n), dtype=torch.float32, device=p.device) if self.fused else n
 
     @torch.no_grad()
     def step(self) -> None:
@@ -55,17 +72,8 @@ class AdamW:
         grads = [p.grad for p in params]
         exp_avgs = [s["exp_avg"] for s in states]
         exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-        for s in states:
-            s["step"] += 1
-        # torch.optim.AdamW's single-tensor update, operation for operation.
-        torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
-        denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denom, [(1 - beta2 ** s["step"]) ** 0.5 for s in states])
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(params, exp_avgs, denom, [-(lr / (1 - beta1 ** s["step"])) for s in states])
+        update = _fused_update if self.fused else _foreach_update
+        update(params, grads, exp_avgs, exp_avg_sqs, states, lr, beta1, beta2, eps, group["weight_decay"])
 
     def state_dict(self) -> dict:
         """torch.optim's layout: parameters by their index; steps as float tensors."""
@@ -74,7 +82,8 @@ class AdamW:
         for i, p in enumerate(group["params"]):
             if p in self.state:
                 s = self.state[p]
-                state[i] = dict(step=torch.tensor(float(s["step"])), exp_avg=s["exp_avg"], exp_avg_sq=s["exp_avg_sq"])
+                step = s["step"].cpu() if self.fused else torch.tensor(float(s["step"]))
+                state[i] = dict(step=step, exp_avg=s["exp_avg"], exp_avg_sq=s["exp_avg_sq"])
         hyper = {k: v for k, v in group.items() if k != "params"}
         return dict(state=state, param_groups=[dict(hyper, params=list(range(len(group["params"]))))])
 
@@ -100,9 +109,40 @@ class AdamW:
                                  f"of shape {tuple(p.shape)}")
             step = s["step"]
             self.state[p] = dict(
-                step=int(step.item() if torch.is_tensor(step) else step),
+                step=self._step_count(p, int(step.item() if torch.is_tensor(step) else step)),
                 exp_avg=s["exp_avg"].to(p.device, p.dtype), exp_avg_sq=s["exp_avg_sq"].to(p.device, p.dtype),
             )
+
+
+def _fused_update(params, grads, exp_avgs, exp_avg_sqs, states, lr, beta1, beta2, eps, weight_decay) -> None:
+    steps = [s["step"] for s in states]
+    torch._foreach_add_(steps, 1)
+    for same in _by_device_and_dtype(params):  # the kernel takes one device and dtype a call
+        _FUSED_ADAMW([params[i] for i in same], [grads[i] for i in same], [exp_avgs[i] for i in same],
+                     [exp_avg_sqs[i] for i in same], [], [steps[i] for i in same], lr=lr, beta1=beta1,
+                     beta2=beta2, weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)
+
+
+def _foreach_update(params, grads, exp_avgs, exp_avg_sqs, states, lr, beta1, beta2, eps, weight_decay) -> None:
+    """torch.optim.AdamW's single-tensor update, operation for operation."""
+    for s in states:
+        s["step"] += 1
+    torch._foreach_mul_(params, 1 - lr * weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, [(1 - beta2 ** s["step"]) ** 0.5 for s in states])
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, exp_avgs, denom, [-(lr / (1 - beta1 ** s["step"])) for s in states])
+
+
+def _by_device_and_dtype(tensors: list[torch.Tensor]) -> list[list[int]]:
+    """Indices of `tensors`, grouped by device and dtype."""
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    return list(groups.values())
 
 
 def lr_factor(step: int, total_steps: int, warmup_fraction: float, final_ratio: float) -> float:

@@ -29,9 +29,10 @@ def _run(optimizer, params, steps: range, skip: dict[int, int] | None = None) ->
         optimizer.step()
 
 
-def test_adamw_makes_torch_optims_update_bit_for_bit():
+@pytest.mark.parametrize("fused", [False, True])
+def test_adamw_makes_torch_optims_update_bit_for_bit(fused):
     ours, theirs = _params(), _params()
-    kwargs = dict(lr=3e-3, betas=(0.9, 0.98), weight_decay=1e-2)
+    kwargs = dict(lr=3e-3, betas=(0.9, 0.98), weight_decay=1e-2, fused=fused)
     _run(AdamW(ours, **kwargs), ours, range(6), skip={2: 1})
     _run(torch.optim.AdamW(theirs, **kwargs), theirs, range(6), skip={2: 1})
     for a, b in zip(ours, theirs):
@@ -39,8 +40,9 @@ def test_adamw_makes_torch_optims_update_bit_for_bit():
     assert not torch.equal(ours[0], _params()[0])  # it did move
 
 
-def test_adamw_resumes_from_its_own_state_and_from_torch_optims():
-    kwargs = dict(lr=3e-3, betas=(0.9, 0.98), weight_decay=1e-2)
+@pytest.mark.parametrize("fused", [False, True])
+def test_adamw_resumes_from_its_own_state_and_from_torch_optims(fused):
+    kwargs = dict(lr=3e-3, betas=(0.9, 0.98), weight_decay=1e-2, fused=fused)
     straight = _params()
     _run(AdamW(straight, **kwargs), straight, range(6))
     for first_half in (AdamW, torch.optim.AdamW):
@@ -49,11 +51,18 @@ def test_adamw_resumes_from_its_own_state_and_from_torch_optims():
         _run(before, params, range(3))
         saved = before.state_dict()
         resumed = [torch.nn.Parameter(p.detach().clone()) for p in params]
-        after = AdamW(resumed, lr=1.0, betas=(0.5, 0.5), weight_decay=0.0)  # hyperparameters come from the state
+        # The hyperparameters come from the state.
+        after = AdamW(resumed, lr=1.0, betas=(0.5, 0.5), weight_decay=0.0, fused=fused)
         after.load_state_dict(saved)
         _run(after, resumed, range(3, 6))
         for a, b in zip(resumed, straight):
             assert torch.equal(a, b), first_half
+
+
+def test_adamw_fuses_by_default_on_cuda_only():
+    assert not AdamW(_params(), lr=1e-3).fused  # CPU: torch.optim's default (single-tensor) update
+    if torch.cuda.is_available():
+        assert AdamW([torch.nn.Parameter(torch.ones(2, device="cuda"))], lr=1e-3).fused
 
 
 def test_adamw_refuses_state_of_another_model():

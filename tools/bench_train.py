@@ -8,8 +8,8 @@ input: no packing, no normalisation, no front end) as the ceiling to compare wit
 
 Prints audio-seconds processed per second of wall time for both, their ratio and, on CUDA, the
 peak GPU memory; also the bare stack on input packed by PyTorch's `pack_padded_sequence`. Ours
-steps with `asr.optim.AdamW` (multi-tensor kernels, as `asr train`), the bare stack with
-torch.optim's fused AdamW (one kernel).
+steps with `asr.optim.AdamW` (as `asr train`), the bare stack with torch.optim's AdamW: on CUDA
+both run PyTorch's fused AdamW kernel.
 With `--rounds R` the three are timed R times in turn and the medians are reported: steps that
 are bound by kernel launches move with the host's speed, and alternating keeps the comparison
 fair. Utterance lengths in a batch spread uniformly over [0.7, 1.0] x `--seconds`, as after
