@@ -232,6 +232,8 @@ def time_epoch(args, recognizer, optimizer, device, dtype, use_autocast) -> None
         batches = WaitClock(itertools.islice(loader, n_batches), n_batches)
         audio_seconds, started = 0.0, time.perf_counter()
         for batch in batches:
+            if not batch.utterances:  # all of its audio unreadable (logged)
+                continue
             loss = batch_loss(recognizer, batch, device, autocast) / len(batch.utterances)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
