@@ -11,6 +11,7 @@ order interpolates with the one below, the unigrams with the uniform distributio
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter, defaultdict
@@ -20,9 +21,11 @@ from pathlib import Path
 
 from asr.manifest import atomic_write_text
 
+log = logging.getLogger(__name__)
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
-FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
-KENLM_MAX_ORDER = 6  # flashlight-text's KenLM is compiled for at most 6-grams  # lmplz's --discount_fallback, for counts too sparse to estimate
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # lmplz's --discount_fallback, for counts too sparse to estimate
+KENLM_MAX_ORDER = 6  # flashlight-text's KenLM is compiled for at most 6-grams
 
 
 class ArpaError(Exception):
@@ -85,16 +88,21 @@ def adjusted_counts(raw: list[Counter]) -> list[Counter]:
     return adjusted
 
 
-def estimate_discounts(counts: Counter) -> tuple[float, float, float]:
-    """(D1, D2, D3+) from the counts of counts; the fallback where they are out of range."""
-    t = Counter(min(c, 4) for c in counts.values())
-    t1, t2, t3, t4 = (t[k] for k in (1, 2, 3, 4))
-    try:
-        y = t1 / (t1 + 2 * t2)
-        discounts = (1 - 2 * y * t2 / t1, 2 - 3 * y * t3 / t2, 3 - 4 * y * t4 / t3)
-    except ZeroDivisionError:
+def estimate_discounts(counts: Counter, order: int = 0) -> tuple[float, float, float]:
+    """(D1, D2, D3+) of Chen & Goodman (1998) from n1..n4, the numbers of n-grams seen *exactly*
+    1..4 times (as KenLM's lmplz); the fallback, logged with the reason, where they are out of range."""
+    n = Counter(c for c in counts.values() if c <= 4)
+    n1, n2, n3, n4 = (n[k] for k in (1, 2, 3, 4))
+    what = f"order {order}" if order else "n-grams"
+    if not (n1 and n2 and n3):
+        log.warning("%s: discounts fall back to %s: no n-gram seen exactly %s time(s)", what, FALLBACK_DISCOUNTS,
+                    " or ".join(str(k) for k, c in ((1, n1), (2, n2), (3, n3)) if not c))
         return FALLBACK_DISCOUNTS
+    y = n1 / (n1 + 2 * n2)
+    discounts = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
     if not all(0 < d < k + 1 for k, d in enumerate(discounts)):
+        log.warning("%s: discounts fall back to %s: the estimate %s is out of range (n1..n4 = %d, %d, %d, %d)",
+                    what, FALLBACK_DISCOUNTS, tuple(round(d, 4) for d in discounts), n1, n2, n3, n4)
         return FALLBACK_DISCOUNTS
     return discounts
 
@@ -105,13 +113,13 @@ def build_ngram_lm(
     discounts: Sequence[tuple[float, float, float]] | None = None,
 ) -> NgramLM:
     """Interpolated modified Kneser-Ney; `discounts` per order (1..order) overrides the estimate."""
-    if order < 1:
-        raise ValueError("order must be at least 1")
+    if not 1 <= order <= KENLM_MAX_ORDER:
+        raise ValueError(f"order {order}: must be 1 to {KENLM_MAX_ORDER}, the most the decoder's KenLM loads")
     raw = count_ngrams(sentences, order)
     if not raw[0]:
         raise ValueError("no text to estimate a language model from")
     adjusted = adjusted_counts(raw)
-    discounts = list(discounts) if discounts else [estimate_discounts(c) for c in adjusted]
+    discounts = list(discounts) if discounts else [estimate_discounts(c, n) for n, c in enumerate(adjusted, 1)]
     vocab = sorted({w for (w,) in raw[0]} | {UNK})
     n_uniform = len(vocab) - 1  # <s> is never predicted
 

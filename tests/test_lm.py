@@ -49,10 +49,46 @@ def test_adjusted_counts_and_discounts():
     adjusted = adjusted_counts(raw)
     assert adjusted[0][("a",)] == 1 and adjusted[0][("</s>",)] == 2 and adjusted[0][("<s>",)] == 2
     assert adjusted[1] == raw[1]
-    # t1=4, t2=2, t3=1, t4=1: Y = 4/8; D1 = 1 - 2*.5*2/4 = .5; D2 = 2 - 3*.5*1/2 = 1.25; D3 = 3 - 4*.5*1 = 1
-    counts = {"a": 1, "b": 1, "c": 1, "d": 1, "e": 2, "f": 2, "g": 3, "h": 7}
+    # Chen & Goodman's n1..n4 count n-grams seen *exactly* 1..4 times: "h" (7) is in none of them.
+    # n1=4, n2=2, n3=1, n4=1 ("i"): Y = 4/8; D1 = 1 - 2*.5*2/4 = .5; D2 = 2 - 3*.5*1/2 = 1.25; D3 = 3 - 4*.5*1/1 = 1
+    counts = {"a": 1, "b": 1, "c": 1, "d": 1, "e": 2, "f": 2, "g": 3, "h": 7, "i": 4}
     assert estimate_discounts(counts) == pytest.approx((0.5, 1.25, 1.0))
+    # Without "i", n4 = 0: D3 = 3 - 0 = 3 is not below 3, so the fallback (binning 7 as a 4 gave D3 = 1).
+    del counts["i"]
+    assert estimate_discounts(counts) == (0.5, 1.0, 1.5)
     assert estimate_discounts({"a": 1}) == (0.5, 1.0, 1.5)  # too sparse: the fallback
+
+
+def test_discounts_and_probabilities_from_exact_counts_of_counts(caplog):
+    """A unigram model worked by hand. Five sentences: e 4 times, d 3, c 2, a 1, b 1, </s> 5.
+
+    n1..n4 = 2 (a, b), 1 (c), 1 (d), 1 (e); </s> and <s> (5 each) are in no bin.
+    Y = 2/(2+2) = .5; D1 = 1 - 2*.5*1/2 = .5; D2 = 2 - 3*.5*1/1 = .5; D3+ = 3 - 4*.5*1/1 = 1.
+    Total count 16 (a..e and </s>); mass set aside .5+.5 (a, b) + .5 (c) + 1+1+1 (d, e, </s>) = 4.5;
+    the uniform distribution is over a..e, </s>, <unk> (7). So p(w) = (c - D(c))/16 + 4.5/16/7.
+    Binning every count of 4 or more as 4 made n4 = 3 and D3+ = 3 - 4*.5*3 < 0: a silent fallback.
+    """
+    sentences = [["e", "d", "c"], ["e", "d", "c"], ["e", "d"], ["e", "a"], ["b"]]
+    caplog.set_level("WARNING", logger="asr.lm")
+    lm = build_ngram_lm(sentences, order=1)
+    assert "fall back" not in caplog.text
+    share = 4.5 / 16 / 7
+    expected = {"a": 0.5 / 16 + share, "b": 0.5 / 16 + share, "c": 1.5 / 16 + share, "d": 2 / 16 + share,
+                "e": 3 / 16 + share, "</s>": 4 / 16 + share, "<unk>": share}
+    for word, p in expected.items():
+        assert 10 ** lm.word_logprob(word, ()) == pytest.approx(p, rel=1e-5), word
+    assert sum(expected.values()) == pytest.approx(1.0)
+
+
+def test_a_discount_fallback_is_logged_with_its_reason(caplog):
+    caplog.set_level("WARNING", logger="asr.lm")
+    build_ngram_lm([["a", "b"], ["a"]], order=2)
+    assert "order 1: discounts fall back" in caplog.text and "exactly 3" in caplog.text
+
+
+def test_orders_the_decoder_cannot_load_are_refused():
+    with pytest.raises(ValueError, match="order 7: must be 1 to 6"):
+        build_ngram_lm([["a"]], order=7)
 
 
 def test_arpa_round_trip_and_kenlm_agrees(tmp_path):
