@@ -82,6 +82,33 @@ def _conv_length(n_frames: torch.Tensor, kernel: int, stride: int, padding: int)
     return torch.div(n_frames + 2 * padding - kernel, stride, rounding_mode="floor") + 1
 
 
+class MaskedBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d over `(batch, channels, freq, time)` whose training statistics come from valid
+    frames only: padding never moves the mean, the variance or the running estimates. In eval
+    mode it is BatchNorm2d (same parameters and buffers, so checkpoints load either way)."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`mask`: `(batch, time)`, True on valid frames."""
+        if not self.training or mask is None:
+            return super().forward(x)
+        valid = mask[:, None, None, :].to(x.dtype)  # (batch, 1, 1, time)
+        n = valid.sum() * x.shape[2]
+        mean = (x * valid).sum((0, 2, 3)) / n
+        centred = (x - mean[None, :, None, None]) * valid
+        var = (centred**2).sum((0, 2, 3)) / n
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * n / max(float(n) - 1, 1.0)
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(unbiased.detach(), momentum)
+        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
 class ConvFrontEnd(nn.Module):
     """Conv2d stack over (freq, time): `(batch, frames, n_input)` -> `(batch, frames', n_output)`."""
 
@@ -96,7 +123,7 @@ class ConvFrontEnd(nn.Module):
             self.blocks.append(
                 nn.Sequential(
                     nn.Conv2d(in_channels, channels, kernel, stride, padding),
-                    nn.BatchNorm2d(channels) if dims.conv_norm else nn.Identity(),
+                    MaskedBatchNorm2d(channels) if dims.conv_norm else nn.Identity(),
                     act,
                 )
             )
@@ -114,11 +141,13 @@ class ConvFrontEnd(nn.Module):
         if not self.blocks:
             return feats, n_frames
         x = feats.transpose(1, 2).unsqueeze(1)  # (batch, 1, freq, time)
-        for block, geometry in zip(self.blocks, self.time_geometry):
-            x = block(x)
+        for (conv, norm, act), geometry in zip(self.blocks, self.time_geometry):
+            x = conv(x)
             n_frames = _conv_length(n_frames, *geometry)
+            mask = frame_mask(n_frames, x.shape[-1])
+            x = norm(x, mask) if isinstance(norm, MaskedBatchNorm2d) else norm(x)
             # Zero the padded frames so the next kernel sees what it would see on the utterance alone.
-            x = x * frame_mask(n_frames, x.shape[-1])[:, None, None, :]
+            x = act(x) * mask[:, None, None, :]
         batch, channels, n_freq, time = x.shape
         return x.reshape(batch, channels * n_freq, time).transpose(1, 2), n_frames
 

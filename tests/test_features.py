@@ -77,3 +77,34 @@ def test_audio_shorter_than_one_window_gives_one_frame():
     extractor = FeatureExtractor(FeatureConfig())
     feats, n_frames = extractor(torch.from_numpy(tone(0.01))[None], torch.tensor([160]))
     assert feats.shape == (1, 1, 80) and n_frames.tolist() == [1]
+
+
+@pytest.mark.parametrize("kind", ["fbank", "mfcc"])
+def test_features_match_librosa(kind):
+    """Independent reference: librosa's STFT (periodic Hann, no centring), HTK mel filters without
+    normalisation, and an orthonormal DCT-II, as our settings of torchaudio describe them."""
+    import librosa
+    import numpy as np
+    import scipy.fft
+
+    config = FeatureConfig(kind=kind)
+    wave = tone(0.5, seed=3)
+    ours, _ = FeatureExtractor(config)(torch.from_numpy(wave)[None], torch.tensor([wave.shape[0]]))
+    power = np.abs(librosa.stft(wave.astype(np.float64), n_fft=400, hop_length=160, center=False)) ** 2
+    mel = librosa.filters.mel(sr=16000, n_fft=400, n_mels=80, htk=True, norm=None) @ power
+    expected = np.log(mel + 1e-6)
+    if kind == "mfcc":
+        expected = scipy.fft.dct(expected, type=2, norm="ortho", axis=0)[:40]
+    torch.testing.assert_close(ours[0].double(), torch.from_numpy(expected.T), rtol=1e-3, atol=2e-3)
+
+
+def test_features_stay_in_float32_under_autocast():
+    """bf16 autocast (as training on a GPU uses) must not reach the features: it moved MFCC bins
+    by up to 8% of their standard deviation."""
+    extractor = FeatureExtractor(FeatureConfig(kind="mfcc"))
+    wave = torch.from_numpy(tone(0.5, seed=4))[None]
+    plain, _ = extractor(wave, torch.tensor([wave.shape[1]]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed, _ = extractor(wave, torch.tensor([wave.shape[1]]))
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain)

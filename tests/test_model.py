@@ -101,3 +101,46 @@ def test_pack_and_unpack_match_pytorchs_own():
     assert torch.equal(packed.unsorted_indices, reference.unsorted_indices)
     padded, _ = pad_packed_sequence(reference, batch_first=True, total_length=9)
     assert torch.equal(unpack(packed, rows, 5, 9), padded)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(rnn_type="gru"),
+    dict(rnn_type="lstm", sum_directions=True, layer_norm="batch", output_norm="batch", conv_activation="hardtanh"),
+])
+def test_padding_never_reaches_a_statistic_in_training_mode(overrides):
+    """Batch norm in train mode normalises with batch statistics: 200 more padded frames must
+    change neither a valid output nor the running estimates (they did, by up to 0.23, when the
+    front end's batch norm saw padded frames)."""
+    torch.manual_seed(0)
+    dims = ModelDims(**{**SMALL, **overrides})
+    lengths = torch.tensor([97, 40, 13])
+    feats = torch.randn(3, 97, 40)
+    for row, n in enumerate(lengths):
+        feats[row, n:] = 0
+    longer = torch.cat([feats, torch.zeros(3, 200, 40)], dim=1)
+    outputs, buffers = [], []
+    for x in (feats, longer):
+        torch.manual_seed(1)
+        model = CTCModel(dims).train()
+        out, n_out = model(x, lengths, lengths)
+        outputs.append([out[row, : n_out[row]] for row in range(3)])
+        buffers.append({k: v for k, v in model.state_dict().items() if "running" in k})
+    for a, b in zip(*outputs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert buffers[0].keys() and buffers[0].keys() == buffers[1].keys()
+    for key in buffers[0]:
+        torch.testing.assert_close(buffers[0][key], buffers[1][key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_masked_batch_norm_matches_batch_norm_on_the_valid_frames():
+    """Reference: torch's own BatchNorm2d on the valid frames alone (one utterance, no padding)."""
+    from asr.model import MaskedBatchNorm2d
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 5, 20)
+    ours, reference = MaskedBatchNorm2d(3).train(), torch.nn.BatchNorm2d(3).train()
+    padded = torch.cat([x, torch.randn(1, 3, 5, 7) * 50], dim=-1)
+    mask = torch.arange(27)[None, :] < 20
+    torch.testing.assert_close(ours(padded, mask)[..., :20], reference(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.running_mean, reference.running_mean)
+    torch.testing.assert_close(ours.running_var, reference.running_var)
