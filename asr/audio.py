@@ -68,10 +68,16 @@ def load_audio(
         raise AudioError(path, f"unreadable audio ({_reason(error)})") from None
     if samples.shape[0] == 0:
         raise AudioError(path, "no audio samples (empty file or segment)")
+    if not np.isfinite(samples).all():  # float files can hold NaN or inf; one poisons a whole model
+        raise AudioError(path, f"samples that are not finite (NaN or inf), first at sample {_first_bad(samples)}")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     if file_rate != sample_rate:
         mono = AF.resample(torch.from_numpy(np.ascontiguousarray(mono)), file_rate, sample_rate).numpy()
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _first_bad(samples: np.ndarray) -> int:
+    return int(np.argwhere(~np.isfinite(samples))[0, 0])
 
 
 def _reason(error: Exception) -> str:

@@ -15,14 +15,26 @@ from tqdm import tqdm
 
 from asr.audio import AudioError, load_audio
 from asr.manifest import Utterance
+from asr.metrics import normalize_text
 from asr.tokenizer import CharTokenizer
 
 log = logging.getLogger(__name__)
 
 
+def cache_key(utt: Utterance) -> tuple[str, float, float]:
+    """What identifies an utterance's samples: its file and the stretch of it (not its id, which
+    two manifests may give to different audio)."""
+    return utt.audio, utt.start, utt.duration
+
+
 class UtteranceDataset(Dataset):
     """Item i: `(utterance, waveform (samples,), token ids)`, or `(utterance, None, None)` when
-    its audio cannot be read (logged; the batch drops it and counts it)."""
+    its audio cannot be read (logged; the batch drops it and counts it).
+
+    Item `(epoch, i)`, as `EpochStream` asks for them, draws its speed perturbation from a random
+    generator seeded by `(seed, epoch, i)`: the same draw in a resumed run as in an uninterrupted
+    one, in any loader worker.
+    """
 
     def __init__(
         self,
@@ -30,25 +42,31 @@ class UtteranceDataset(Dataset):
         tokenizer: CharTokenizer | None,
         sample_rate: int,
         speeds: Sequence[float] = (1.0,),
-        cache: Mapping[str, np.ndarray | None] | None = None,
+        cache: Mapping[tuple, np.ndarray | None] | None = None,
+        seed: int = 0,
     ):
         self.utterances = list(utterances)
+        self.seed = seed
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
         self.speeds = tuple(speeds)  # speed perturbation: each item plays at a random one of these
-        self.cache = cache  # from `cache_audio`: samples by utterance id (None: unreadable, logged)
+        self.cache = cache  # from `cache_audio`: samples by `cache_key` (None: unreadable, logged)
 
     def __len__(self) -> int:
         return len(self.utterances)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         utt = self.utterances[index]
-        cached = self.cache is not None and utt.id in self.cache
-        audio = self.cache[utt.id] if cached else _load_or_log(utt, self.sample_rate)
+        cached = self.cache is not None and cache_key(utt) in self.cache
+        audio = self.cache[cache_key(utt)] if cached else _load_or_log(utt, self.sample_rate)
         if audio is None:
             return utt, None, None
-        tokens = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long) if self.tokenizer else None
-        return utt, speed_perturb(torch.from_numpy(audio), self.sample_rate, random.choice(self.speeds)), tokens
+        # Targets are the text as scoring sees it (asr.metrics.normalize_text): case and punctuation
+        # never become output symbols.
+        tokens = torch.tensor(self.tokenizer.encode(normalize_text(utt.text)), dtype=torch.long) if self.tokenizer else None
+        speed = self.speeds[0] if len(self.speeds) == 1 else random.Random(f"{self.seed}/{epoch}/{index}").choice(self.speeds)
+        return utt, speed_perturb(torch.from_numpy(audio), self.sample_rate, speed), tokens
 
 
 def _load_or_log(utt: Utterance, sample_rate: int) -> np.ndarray | None:
@@ -68,7 +86,7 @@ def cache_audio(
         loaded = pool.map(lambda utt: _load_or_log(utt, sample_rate), utterances)
         samples = list(tqdm(loaded, total=len(utterances), desc="reading audio", unit="utt", leave=False,
                             disable=not progress))
-    return {utt.id: audio for utt, audio in zip(utterances, samples)}
+    return {cache_key(utt): audio for utt, audio in zip(utterances, samples)}
 
 
 def speed_perturb(audio: torch.Tensor, sample_rate: int, speed: float) -> torch.Tensor:
@@ -180,8 +198,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         return len(self.batches())
 
 
-class EpochStream(Sampler[list[int]]):
-    """The batches of epochs `start` to `stop - 1` as one stream.
+class EpochStream(Sampler[list[tuple[int, int]]]):
+    """The batches of epochs `start` to `stop - 1` as one stream, each item as `(epoch, index)`.
 
     A DataLoader over it keeps its workers busy across epoch ends (and while the main process
     scores the dev set), where a fresh iterator per epoch would leave the GPU waiting for the
@@ -197,9 +215,10 @@ class EpochStream(Sampler[list[int]]):
     def epoch_length(self, epoch: int) -> int:
         return len(self.sampler.batches(epoch))
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for epoch in range(self.start, self.stop):
-            yield from self.sampler.batches(epoch)
+            for batch in self.sampler.batches(epoch):
+                yield [(epoch, index) for index in batch]
 
     def __len__(self) -> int:
         return sum(self.epoch_length(epoch) for epoch in range(self.start, self.stop))

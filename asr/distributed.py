@@ -51,3 +51,17 @@ def shutdown(rank: Rank) -> None:
     if rank.distributed and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def check_replicas(module: torch.nn.Module, rank: Rank) -> None:
+    """Raise if the processes' copies of `module` have drifted apart (they must take the same steps)."""
+    with torch.no_grad():
+        flat = torch.cat([p.detach().double().flatten() for p in module.parameters()])  # on NCCL's device
+        weights = torch.arange(flat.numel(), dtype=torch.float64, device=flat.device).remainder_(9973).add_(1)
+        mine = torch.stack([flat.sum(), flat.abs().sum(), (flat * weights).sum()])
+    every = [torch.zeros_like(mine) for _ in range(rank.world)]
+    dist.all_gather(every, mine)
+    for other, theirs in enumerate(every):
+        if not torch.equal(theirs, every[0]):
+            raise RuntimeError(f"the weights of process {other} differ from process 0's "
+                               f"(checksums {theirs.tolist()} vs {every[0].tolist()}): the replicas drifted apart")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import jiwer
@@ -10,8 +11,10 @@ _KEEP = re.compile(r"[^\w' ]+")
 
 
 def normalize_text(text: str) -> str:
-    """Upper case, punctuation other than apostrophes removed, whitespace collapsed."""
-    return " ".join(_KEEP.sub(" ", text.upper()).split())
+    """The one text normalisation, for training targets and scoring alike: Unicode NFC (an accented
+    letter is one character, however it was typed), upper case, every character other than letters,
+    digits, underscores and apostrophes replaced by a space, whitespace collapsed."""
+    return " ".join(_KEEP.sub(" ", unicodedata.normalize("NFC", text).upper()).split())
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,13 @@ torch.optim's default update with PyTorch's multi-tensor `_foreach` kernels.
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 
 import torch
+
+log = logging.getLogger(__name__)
 
 # The kernel of torch.optim.AdamW(fused=True): an ATen operator, present since PyTorch 2.1.
 _FUSED_ADAMW = getattr(torch, "_fused_adamw_", None)
@@ -27,18 +30,20 @@ class AdamW:
     """
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2, fused: bool | None = None):
+                 eps: float = 1e-8, weight_decay: float = 1e-2, fused: bool | None = None,
+                 decay_vectors: bool = True):
         """`fused`: one kernel a step, as torch.optim.AdamW(fused=True); by default when every
-        parameter is on CUDA."""
+        parameter is on CUDA. `decay_vectors=False`: no weight decay on tensors of fewer than two
+        dimensions (biases, normalisation weights), as nanoGPT; the update is then torch.optim's
+        with two groups, one of them at weight decay 0."""
         params = list(params)
         if not params:
             raise ValueError("AdamW got no parameters")
         if fused is None:
             fused = _FUSED_ADAMW is not None and all(p.is_cuda for p in params)
-        if fused and _FUSED_ADAMW is None:
-            raise RuntimeError(f"PyTorch {torch.__version__} has no fused AdamW kernel")
         self.fused = fused
-        self.param_groups = [dict(params=params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)]
+        self.param_groups = [dict(params=params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                  decay_vectors=decay_vectors)]
         # By parameter: step (a count; fused: a float32 tensor beside the parameter, which the
         # kernel reads without a sync), exp_avg, exp_avg_sq.
         self.state: dict[torch.Tensor, dict] = {}
@@ -72,8 +77,27 @@ class AdamW:
         grads = [p.grad for p in params]
         exp_avgs = [s["exp_avg"] for s in states]
         exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-        update = _fused_update if self.fused else _foreach_update
-        update(params, grads, exp_avgs, exp_avg_sqs, states, lr, beta1, beta2, eps, group["weight_decay"])
+        decays = [group["weight_decay"] if group.get("decay_vectors", True) or p.ndim >= 2 else 0.0 for p in params]
+        for decay in sorted(set(decays), reverse=True):  # one update per weight decay, as torch.optim per group
+            same = [i for i, d in enumerate(decays) if d == decay]
+            pick = lambda items: [items[i] for i in same]  # noqa: E731
+            args = (pick(params), pick(grads), pick(exp_avgs), pick(exp_avg_sqs), pick(states), lr, beta1, beta2,
+                    eps, decay)
+            if self.fused:
+                try:
+                    _fused_update(*args)
+                    continue
+                except (TypeError, RuntimeError) as error:  # the private kernel changed in this PyTorch
+                    self._stop_fusing(error)
+            _foreach_update(*args)
+
+    def _stop_fusing(self, error: Exception) -> None:
+        """From now on torch.optim.AdamW's own (unfused) update, which gives the same results."""
+        log.warning("PyTorch %s's fused AdamW kernel failed (%s: %s); using torch.optim.AdamW's unfused update",
+                    torch.__version__, error.__class__.__name__, error)
+        self.fused = False
+        for s in self.state.values():
+            s["step"] = int(s["step"].item()) if torch.is_tensor(s["step"]) else s["step"]
 
     def state_dict(self) -> dict:
         """torch.optim's layout: parameters by their index; steps as float tensors."""
@@ -97,7 +121,8 @@ class AdamW:
             raise ValueError(f"optimizer state for {n_saved} parameters in {len(saved_groups)} group(s); "
                              f"this model has {len(params)} in 1")
         group = self.param_groups[0]
-        group.update({k: saved_groups[0][k] for k in ("betas", "eps", "weight_decay") if k in saved_groups[0]})
+        group.update({k: saved_groups[0][k] for k in ("betas", "eps", "weight_decay", "decay_vectors")
+                      if k in saved_groups[0]})
         group["betas"] = tuple(group["betas"])
         self.state = {}
         for index, p in zip(saved_groups[0]["params"], params):
@@ -117,10 +142,16 @@ class AdamW:
 def _fused_update(params, grads, exp_avgs, exp_avg_sqs, states, lr, beta1, beta2, eps, weight_decay) -> None:
     steps = [s["step"] for s in states]
     torch._foreach_add_(steps, 1)
-    for same in _by_device_and_dtype(params):  # the kernel takes one device and dtype a call
-        _FUSED_ADAMW([params[i] for i in same], [grads[i] for i in same], [exp_avgs[i] for i in same],
-                     [exp_avg_sqs[i] for i in same], [], [steps[i] for i in same], lr=lr, beta1=beta1,
-                     beta2=beta2, weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)
+    try:
+        if _FUSED_ADAMW is None:
+            raise RuntimeError("no torch._fused_adamw_")
+        for same in _by_device_and_dtype(params):  # the kernel takes one device and dtype a call
+            _FUSED_ADAMW([params[i] for i in same], [grads[i] for i in same], [exp_avgs[i] for i in same],
+                         [exp_avg_sqs[i] for i in same], [], [steps[i] for i in same], lr=lr, beta1=beta1,
+                         beta2=beta2, weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)
+    except BaseException:
+        torch._foreach_sub_(steps, 1)  # the caller falls back to the unfused update, which counts the step
+        raise
 
 
 def _foreach_update(params, grads, exp_avgs, exp_avg_sqs, states, lr, beta1, beta2, eps, weight_decay) -> None:

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import logging
 import random
+import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -26,10 +30,11 @@ from asr.data import (
     collate,
 )
 from asr.devices import pick_device, to_device
-from asr.distributed import barrier, init_distributed, shutdown
+from asr.distributed import barrier, check_replicas, init_distributed, shutdown
 from asr.evaluate import ctc_loss, decode_utterances, evaluate, format_report, score
 from asr.features import FeatureConfig, FeatureExtractor, StatsAccumulator
 from asr.manifest import Utterance, atomic_write_text, read_manifest
+from asr.metrics import normalize_text
 from asr.optim import AdamW, lr_factor, set_lr
 from asr.recognizer import Recognizer, load_recognizer, read_checkpoint
 from asr.tokenizer import CharTokenizer
@@ -37,7 +42,7 @@ from asr.tokenizer import CharTokenizer
 log = logging.getLogger(__name__)
 
 METRICS = ["epoch", "step", "lr", "train_loss", "dev_loss", "dev_cer", "dev_wer", "epoch_seconds",
-           "audio_seconds_per_second", "data_wait", "skipped"]
+           "audio_seconds_per_second", "data_wait", "skipped", "nonfinite", "infeasible"]
 
 
 def estimate_stats(features: FeatureConfig, utterances: list[Utterance], max_utterances: int, seed: int,
@@ -60,9 +65,42 @@ def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict 
     if resume is not None:
         return Recognizer.from_checkpoint(resume, specaugment)
     features = feature_config(cfg)
-    tokenizer = CharTokenizer.build(u.text for u in train_utts)
+    tokenizer = CharTokenizer.build(normalize_text(u.text) for u in train_utts)
     mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed, progress, cache)
     return Recognizer(features, model_dims(cfg, len(tokenizer)), tokenizer, mean, std, specaugment)
+
+
+class TrainingError(Exception):
+    """A run that cannot start or go on; the message names the setting or the file, and the reason."""
+
+
+@dataclass
+class TrainingState:
+    """Where a run is: what a checkpoint holds beside the weights, so that a resumed run is the
+    same run as an uninterrupted one (its random streams are reseeded from (seed, epoch, rank))."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    best_wer: float = float("inf")
+    nonfinite_in_a_row: int = 0  # batches, across epoch ends (not saved: a resumed run starts afresh)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch - 1, "step": self.step, "best_wer": self.best_wer}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.epoch, self.step, self.best_wer = saved["epoch"] + 1, saved["step"], saved["best_wer"]
+
+
+@dataclass
+class EpochCounts:
+    """What one epoch did and left out."""
+
+    loss_sum: torch.Tensor
+    n_utts: int = 0
+    audio_seconds: float = 0.0
+    n_skipped: int = 0  # utterances whose audio could not be read
+    n_nonfinite: int = 0  # batches whose loss or gradient was not finite: no step taken
+    n_infeasible: int = 0  # utterances whose target is longer than the model's output can hold
 
 
 def batch_loss(model, batch: Batch, device: torch.device, autocast) -> torch.Tensor:
@@ -78,11 +116,52 @@ def batch_loss(model, batch: Batch, device: torch.device, autocast) -> torch.Ten
     return ctc_loss(log_probs.float(), n_frames, to_device(batch.targets, device), batch.n_targets)
 
 
+def n_infeasible(targets: torch.Tensor, n_targets: torch.Tensor, n_frames: torch.Tensor) -> int:
+    """Utterances whose CTC path cannot fit: it needs one frame a token, plus a blank between two
+    equal tokens in a row (on host tensors; the loss of such an utterance is zeroed)."""
+    count = 0
+    for tokens, n_out in zip(torch.split(targets, n_targets.tolist()), n_frames.tolist()):
+        repeats = int((tokens[1:] == tokens[:-1]).sum()) if len(tokens) > 1 else 0
+        count += len(tokens) + repeats > n_out
+    return count
+
+
 def placeholder_batch(recognizer: Recognizer) -> Batch:
     """One window of silence with a one-token target, for a rank whose batch was all unreadable."""
     n = recognizer.features.win_samples
     one = torch.ones(1, dtype=torch.long)
     return Batch([], torch.zeros(1, n), torch.tensor([n]), one, one, 0)
+
+
+def seed_everything(seed: int, epoch: int, rank: int) -> None:
+    """Reseed Python's and torch's generators from (seed, epoch, rank) at the start of every epoch:
+    SpecAugment and dropout draw the same in a resumed run, and differently in each process."""
+    mixed = int.from_bytes(hashlib.sha256(f"{seed}/{epoch}/{rank}".encode()).digest()[:8], "little") >> 1
+    random.seed(mixed)
+    torch.manual_seed(mixed)
+
+
+def check_out_dir(out_dir: Path, resuming: bool, overwrite: bool) -> None:
+    """Refuse to start a new run over an earlier one, unless told to resume or to overwrite."""
+    held = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if held and not resuming and not overwrite:
+        raise TrainingError(
+            f"{out_dir}: holds a run already ({', '.join(held)}); continue it with train.resume={out_dir / 'last.pt'}, "
+            "start over with train.overwrite=true, or choose another out_dir")
+
+
+def start_out_dir(out_dir: Path, cfg: DictConfig, resuming: bool) -> None:
+    """Called once start-up has succeeded: before it, a failing run has written nothing."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".*.pt.*.tmp"):  # left by a kill during a save
+        stale.unlink()
+    if not resuming:  # train.overwrite=true: the earlier run's files go
+        for name in RUN_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+    atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "test.json")
 
 
 def train(cfg: DictConfig) -> Path:
@@ -93,139 +172,108 @@ def train(cfg: DictConfig) -> Path:
     """
     rank, device = init_distributed(pick_device(cfg.device))
     out_dir = Path(cfg.out_dir)
-    if rank.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in out_dir.glob(".*.pt.*.tmp"):  # left by a kill during a save
-            stale.unlink()
-        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed + rank.rank)  # speed perturbation differs between ranks
+    resuming = bool(cfg.train.resume)
+    check_out_dir(out_dir, resuming, cfg.train.overwrite)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.seed, -1, 0)  # the model's initial weights: the same in every process
 
     train_utts = read_manifest(cfg.data.train)
     dev_utts = read_manifest(cfg.data.dev) if cfg.data.get("dev") else []
     if cfg.train.test_best and not cfg.data.get("test"):
-        raise ValueError("train.test_best=true needs a test manifest: data.test=PATH")
+        raise TrainingError("train.test_best=true needs a test manifest: data.test=PATH")
     # Read now, so that a bad test manifest stops the run before training rather than after it.
     test_utts = read_manifest(cfg.data.test) if cfg.train.test_best else []
-    resume = read_checkpoint(cfg.train.resume) if cfg.train.resume else None
+    resume = read_checkpoint(cfg.train.resume) if resuming else None
     if resume is not None and "optimizer" not in resume:
-        raise ValueError(f"{cfg.train.resume}: holds no training state to resume from")
+        raise TrainingError(f"{cfg.train.resume}: holds no training state to resume from")
     # A resumed run keeps its checkpoint's features, whatever the configuration says now.
     sample_rate = resume["features"]["sample_rate"] if resume is not None else feature_config(cfg).sample_rate
     cache = cache_audio(train_utts + dev_utts, sample_rate, progress=rank.is_main) if cfg.train.cache_audio else None
     recognizer = build_recognizer(cfg, train_utts, resume, rank.is_main, cache).to(device)
-    model = recognizer
-    if rank.distributed:
-        # No device_ids: DDP would then copy every input to the GPU, and the lengths must stay on the host.
-        model = DistributedDataParallel(recognizer)
-    if rank.is_main:
-        log.info("model: %s, %.2f M parameters, %d process(es)", cfg.model.name,
-                 recognizer.model.n_parameters() / 1e6, rank.world)
-
+    model = DistributedDataParallel(recognizer) if rank.distributed else recognizer
+    # No device_ids above: DDP would then copy every input to the GPU, and the lengths must stay on the host.
     o = cfg.optim
-    optimizer = AdamW(recognizer.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    optimizer = AdamW(recognizer.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
+                      decay_vectors=o.decay_vectors)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.precision == "fp16")
     sampler = BucketBatchSampler([u.duration for u in train_utts], cfg.train.max_batch_seconds,
                                  cfg.train.max_batch, True, cfg.seed, rank.rank, rank.world)
     total_steps = cfg.train.epochs * len(sampler)
+    state = TrainingState()
+    if resume is not None:
+        state.load_state_dict(resume)
+        optimizer.load_state_dict(resume["optimizer"])
+        if resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        if resume.get("world", rank.world) != rank.world:
+            # Another number of processes takes another number of steps per epoch: the schedule
+            # goes on from the same share of the training, in this run's steps.
+            state.step = state.epoch * len(sampler)
+            if rank.is_main:
+                log.info("the checkpoint was written by %d process(es), this run has %d: the learning-rate "
+                         "schedule continues from step %d of %d", resume["world"], rank.world, state.step, total_steps)
+    if rank.is_main:
+        start_out_dir(out_dir, cfg, resuming)
+        if resume is not None:
+            log.info("resuming from %s after epoch %d", cfg.train.resume, state.epoch)
+            _trim_metrics(out_dir, state.epoch)
+        log.info("model: %s, %.2f M parameters, %d process(es)", cfg.model.name,
+                 recognizer.model.n_parameters() / 1e6, rank.world)
 
     def schedule(step: int) -> float:
         return o.lr * lr_factor(step, total_steps, o.warmup_fraction, o.final_lr_ratio)
 
-    start_epoch, step, best_wer = 0, 0, float("inf")
-    if resume is not None:
-        optimizer.load_state_dict(resume["optimizer"])
-        start_epoch, step, best_wer = resume["epoch"] + 1, resume["step"], resume["best_wer"]
-        if rank.is_main:
-            log.info("resuming from %s after epoch %d", cfg.train.resume, resume["epoch"] + 1)
-            _trim_metrics(out_dir, resume["epoch"] + 1)
-        if resume.get("world", rank.world) != rank.world:
-            # Another number of processes takes another number of steps per epoch: the schedule
-            # goes on from the same share of the training, in this run's steps.
-            step = start_epoch * len(sampler)
-            if rank.is_main:
-                log.info("the checkpoint was written by %d process(es), this run has %d: the learning-rate "
-                         "schedule continues from step %d of %d", resume["world"], rank.world, step, total_steps)
-
-    dataset = UtteranceDataset(train_utts, recognizer.tokenizer, sample_rate, cfg.train.speeds, cache)
+    dataset = UtteranceDataset(train_utts, recognizer.tokenizer, sample_rate, cfg.train.speeds, cache, seed=cfg.seed)
     dev_data = UtteranceDataset(dev_utts, recognizer.tokenizer, sample_rate, cache=cache)
-    stream = EpochStream(sampler, start_epoch, cfg.train.epochs)
+    stream = EpochStream(sampler, state.epoch, cfg.train.epochs)
     loader = iter(DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=cfg.train.num_workers,
                              pin_memory=device.type == "cuda"))
     autocast = _autocast(device, cfg.train.precision)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.precision == "fp16")
     writer = _tensorboard(out_dir) if rank.is_main and cfg.train.tensorboard else None
     config_dict = OmegaConf.to_container(cfg, resolve=True)
+    step_fn = partial(train_step, model=model, optimizer=optimizer, scaler=scaler, device=device, autocast=autocast,
+                      grad_clip=cfg.train.grad_clip, distributed=rank.distributed)
 
-    for epoch in range(start_epoch, cfg.train.epochs):
+    for epoch in range(state.epoch, cfg.train.epochs):
+        seed_everything(cfg.seed, epoch, rank.rank)
         recognizer.train()
-        started, audio_seconds, n_utts, n_skipped = time.time(), 0.0, 0, 0
-        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+        started = time.time()
         n_batches = stream.epoch_length(epoch)  # sorts the corpus: once per epoch
         batches = WaitClock(itertools.islice(loader, n_batches), n_batches)
-        progress = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", leave=False,
-                        disable=not rank.is_main)
-        for batch in progress:
-            n_skipped += batch.n_skipped
-            optimizer.zero_grad(set_to_none=True)
-            if batch.utterances:
-                loss = batch_loss(model, batch, device, autocast)
-                scaler.scale(loss / len(batch.utterances)).backward()
-            elif rank.distributed:  # nothing readable here, but the other ranks wait for our gradients
-                (batch_loss(model, placeholder_batch(recognizer), device, autocast) * 0.0).backward()
-                continue
-            else:
-                continue
-            set_lr(optimizer, schedule(step))
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(recognizer.model.parameters(), cfg.train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            loss_sum += loss.detach()
-            n_utts += len(batch.utterances)
-            audio_seconds += sum(u.duration for u in batch.utterances)
-            if rank.is_main and step % 50 == 0:  # reading the loss waits for the GPU: now and then only
-                progress.set_postfix(loss=f"{float(loss_sum) / n_utts:.3f}",
-                                     audio_s_per_s=f"{audio_seconds / (time.time() - started):.0f}")
-        last_epoch = epoch + 1 == cfg.train.epochs
-        checked = last_epoch or (epoch + 1) % cfg.train.check_every == 0
+        counts = run_epoch(batches, step_fn, recognizer.output_lengths, state, schedule, cfg.train.max_nonfinite_batches,
+                           tqdm(desc=f"epoch {epoch + 1}/{cfg.train.epochs}", total=n_batches, unit="batch",
+                                leave=False, disable=not (rank.is_main and sys.stderr.isatty())), device)
+        state.epoch = epoch + 1
+        if rank.distributed:
+            check_replicas(recognizer, rank)
+        checked = state.epoch == cfg.train.epochs or state.epoch % cfg.train.check_every == 0
         if not rank.is_main:
             if checked:
                 barrier(rank)  # rank 0 evaluates and saves meanwhile
             continue
-        train_loss = float(loss_sum) / max(1, n_utts)
         epoch_seconds = time.time() - started
-        row = {
-            "epoch": epoch + 1, "step": step, "lr": schedule(step),
-            "train_loss": train_loss, "epoch_seconds": round(epoch_seconds, 2),
-            "audio_seconds_per_second": round(audio_seconds * rank.world / epoch_seconds, 1),
-            "data_wait": round(batches.waited / epoch_seconds, 4), "skipped": n_skipped,
-        }
-        if n_skipped:
-            log.warning("epoch %d: skipped %d utterance(s) whose audio could not be read", epoch + 1, n_skipped)
+        row = epoch_row(state, schedule(state.step), counts, epoch_seconds, batches.waited, rank.world)
         if not checked:
-            log.info("epoch %d: %s", epoch + 1, _format_row(row))
+            log.info("epoch %d: %s", state.epoch, _format_row(row))
             _log_metrics(out_dir, row, writer)
             continue
         if dev_utts:
             dev = score(dev_utts, decode_utterances(recognizer, dev_data, max_batch_seconds=cfg.train.max_batch_seconds))
             row.update(dev_loss=dev["loss"], dev_cer=dev["cer"], dev_wer=dev["wer"])
-        log.info("epoch %d: %s", epoch + 1, _format_row(row))
+        log.info("epoch %d: %s", state.epoch, _format_row(row))
         # Without a dev set the latest model is the best one we know of.
-        is_best = not dev_utts or row["dev_wer"] <= best_wer
+        is_best = not dev_utts or row["dev_wer"] <= state.best_wer
         if dev_utts:
-            best_wer = min(best_wer, row["dev_wer"])
-        state = dict(
-            epoch=epoch, step=step, world=rank.world, best_wer=best_wer, metrics=row, config=config_dict,
-            optimizer=optimizer.state_dict(),
-        )
-        # Before the checkpoint: a resumed run drops the rows of epochs after its checkpoint.
+            state.best_wer = min(state.best_wer, row["dev_wer"])
+        # Before the checkpoints: a resumed run drops the rows of epochs after its checkpoint.
         _log_metrics(out_dir, row, writer)
-        recognizer.save(out_dir / "last.pt", **state)
+        # best.pt before last.pt: a kill between the two leaves last.pt one epoch behind (that epoch
+        # runs again on resume), never a last.pt that counts on a best.pt that was not written.
         if is_best:
             recognizer.save(out_dir / "best.pt", epoch=epoch, metrics=row, config=config_dict)
+        recognizer.save(out_dir / "last.pt", **state.state_dict(), world=rank.world, metrics=row, config=config_dict,
+                        optimizer=optimizer.state_dict(), scaler=scaler.state_dict())
         barrier(rank)
     if writer is not None:
         writer.close()
@@ -235,6 +283,94 @@ def train(cfg: DictConfig) -> Path:
     if rank.is_main and cfg.train.test_best:
         test_checkpoint(best, test_utts, cfg.data.test, out_dir / "test.json", device, cfg.train.max_batch_seconds)
     return best
+
+
+def train_step(batch: Batch, lr: float, *, model, optimizer, scaler, device, autocast, grad_clip: float,
+               distributed: bool) -> torch.Tensor | None:
+    """Forward, backward and an update; the summed loss, or None where no update was made: the
+    batch was empty (in one process), or its loss or gradient was not finite.
+
+    A process whose batch was all unreadable still takes part, with a zero-weighted placeholder:
+    the others wait for its gradients, and every process must take the same steps.
+    """
+    recognizer = getattr(model, "module", model)
+    optimizer.zero_grad(set_to_none=True)
+    if batch.utterances:
+        loss = batch_loss(model, batch, device, autocast)
+        scaler.scale(loss / len(batch.utterances)).backward()
+    elif distributed:
+        loss = None
+        (batch_loss(model, placeholder_batch(recognizer), device, autocast) * 0.0).backward()
+    else:
+        return None
+    set_lr(optimizer, lr)
+    scaler.unscale_(optimizer)
+    # After DDP's all-reduce every process holds the same gradients, so they all take the same decision.
+    norm = torch.nn.utils.clip_grad_norm_(recognizer.model.parameters(), grad_clip)
+    finite = bool(torch.isfinite(norm)) and (loss is None or bool(torch.isfinite(loss)))
+    if not finite:
+        optimizer.zero_grad(set_to_none=True)
+        if scaler.is_enabled():
+            scaler.update()  # fp16: lowers the scale, as a skipped step does
+        raise NonFiniteStep
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach() if loss is not None else torch.zeros((), device=device)
+
+
+class NonFiniteStep(Exception):
+    """A batch whose loss or gradient was NaN or infinite: no update was made."""
+
+
+def run_epoch(batches, step_fn, output_lengths, state: TrainingState, schedule, max_nonfinite: int, progress,
+              device) -> EpochCounts:
+    """One pass over `batches`: updates `state.step`, counts what was skipped."""
+    counts = EpochCounts(loss_sum=torch.zeros((), device=device))  # summed on the device: no sync per step
+    for batch in batches:
+        progress.update()
+        counts.n_skipped += batch.n_skipped
+        if batch.utterances:
+            counts.n_infeasible += n_infeasible(batch.targets, batch.n_targets, output_lengths(batch.n_samples))
+        try:
+            loss = step_fn(batch, schedule(state.step))
+        except NonFiniteStep:
+            counts.n_nonfinite += 1
+            state.nonfinite_in_a_row += 1
+            log.warning("epoch %d, step %d: non-finite loss or gradient; batch skipped (%s)", state.epoch + 1,
+                        state.step, ", ".join(u.id for u in batch.utterances[:5]) or "placeholder")
+            if state.nonfinite_in_a_row >= max_nonfinite:
+                raise TrainingError(
+                    f"{state.nonfinite_in_a_row} batches in a row had a non-finite loss or gradient (epoch {state.epoch + 1}, "
+                    f"step {state.step}); the weights are as they were before them. Lower optim.lr or "
+                    "train.grad_clip, or check the audio (train.max_nonfinite_batches sets this limit)") from None
+            continue
+        state.nonfinite_in_a_row = 0
+        if loss is None:
+            continue
+        state.step += 1
+        counts.loss_sum += loss
+        counts.n_utts += len(batch.utterances)
+        counts.audio_seconds += sum(u.duration for u in batch.utterances)
+    progress.close()
+    return counts
+
+
+def epoch_row(state: TrainingState, lr: float, counts: EpochCounts, epoch_seconds: float, waited: float,
+              world: int) -> dict:
+    """The epoch's metrics.csv row, logging what was left out."""
+    for n, what in ((counts.n_skipped, "utterance(s) whose audio could not be read"),
+                    (counts.n_nonfinite, "batch(es) with a non-finite loss or gradient (no update made)"),
+                    (counts.n_infeasible, "utterance(s) whose text is longer than the model's output can "
+                                          "hold (CTC loss zeroed)")):
+        if n:
+            log.warning("epoch %d: skipped %d %s", state.epoch, n, what)
+    return {
+        "epoch": state.epoch, "step": state.step, "lr": lr,
+        "train_loss": float(counts.loss_sum) / max(1, counts.n_utts), "epoch_seconds": round(epoch_seconds, 2),
+        "audio_seconds_per_second": round(counts.audio_seconds * world / epoch_seconds, 1),
+        "data_wait": round(waited / epoch_seconds, 4), "skipped": counts.n_skipped,
+        "nonfinite": counts.n_nonfinite, "infeasible": counts.n_infeasible,
+    }
 
 
 def test_checkpoint(checkpoint: Path, utterances: list[Utterance], manifest: str, report: Path,

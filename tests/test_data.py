@@ -5,6 +5,7 @@ from conftest import write_corrupt, write_tone
 from asr.data import (
     BucketBatchSampler,
     EpochStream,
+    cache_key,
     UtteranceDataset,
     cache_audio,
     collate,
@@ -74,7 +75,7 @@ def test_epoch_stream_is_the_epochs_batches_back_to_back():
     stream = EpochStream(sampler, start=2, stop=5)
     per_epoch = [sampler.batches(epoch) for epoch in range(2, 5)]
     assert per_epoch[0] != per_epoch[1]  # shuffled anew each epoch
-    assert list(stream) == [b for batches in per_epoch for b in batches]
+    assert list(stream) == [[(e, i) for i in b] for e, batches in zip(range(2, 5), per_epoch) for b in batches]
     assert [stream.epoch_length(e) for e in range(2, 5)] == [len(b) for b in per_epoch]
     assert len(stream) == sum(len(b) for b in per_epoch)
 
@@ -83,7 +84,7 @@ def test_cached_audio_is_read_once_and_unreadable_files_stay_skipped(tmp_path):
     good = Utterance("good", str(write_tone(tmp_path / "good.wav", 0.5)), 0.5, "AB")
     bad = Utterance("bad", str(write_corrupt(tmp_path / "bad.wav")), 1.0, "A")
     cache = cache_audio([good, bad], 16000, threads=2, progress=False)
-    assert cache["bad"] is None and cache["good"].shape == (8000,)
+    assert cache[cache_key(bad)] is None and cache[cache_key(good)].shape == (8000,)
     (tmp_path / "good.wav").unlink()  # from now on only the cache can serve it
     dataset = UtteranceDataset([good, bad], CharTokenizer.build(["AB"]), 16000, cache=cache)
     (_, audio, tokens), (_, missing, _) = dataset[0], dataset[1]

@@ -121,3 +121,35 @@ def test_adamw_works_under_grad_scaler_as_fp16_training_uses_it():
     scaler.update()
     assert all(torch.equal(a, b) for a, b in zip(before, scaled))  # skipped
     assert scaler.get_scale() == 512.0
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_no_weight_decay_on_vectors_is_torch_optims_two_groups(fused):
+    ours, theirs = _params(), _params()
+    matrices, vectors = [p for p in theirs if p.ndim >= 2], [p for p in theirs if p.ndim < 2]
+    _run(AdamW(ours, lr=3e-3, betas=(0.9, 0.98), weight_decay=0.1, fused=fused, decay_vectors=False), ours, range(6))
+    reference = torch.optim.AdamW([dict(params=matrices, weight_decay=0.1), dict(params=vectors, weight_decay=0.0)],
+                                  lr=3e-3, betas=(0.9, 0.98), fused=fused)
+    _run(reference, theirs, range(6))
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kernel", ["missing", "changed"])
+def test_without_a_working_fused_kernel_the_update_falls_back_to_torch_optims(monkeypatch, caplog, kernel):
+    """A future PyTorch may drop or change the private kernel: the run goes on with torch.optim.AdamW's
+    unfused update (same results), and says so."""
+    import asr.optim
+
+    def changed(*args, **kwargs):
+        raise TypeError("_fused_adamw_() got an unexpected keyword argument 'beta1'")
+
+    monkeypatch.setattr(asr.optim, "_FUSED_ADAMW", None if kernel == "missing" else changed)
+    ours, theirs = _params(), _params()
+    optimizer = AdamW(ours, lr=3e-3, weight_decay=1e-2, fused=True)
+    _run(optimizer, ours, range(6), skip={2: 1})
+    _run(torch.optim.AdamW(theirs, lr=3e-3, weight_decay=1e-2), theirs, range(6), skip={2: 1})
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)
+    assert not optimizer.fused and "fused AdamW kernel failed" in caplog.text
+    assert optimizer.state_dict()["state"][0]["step"].item() == 6

@@ -16,7 +16,7 @@ from asr.config import compose_config
 from asr.evaluate import evaluate
 from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from asr.recognizer import load_recognizer, read_checkpoint
-from asr.train import train
+from asr.train import TrainingError, train
 
 TINY = ["model.conv_channels=[4,4]", "model.n_layers=1", "model.hidden=16", "device=cpu",
         "train.max_batch=4", "train.threads=1"]
@@ -134,7 +134,7 @@ def test_test_best_scores_the_best_checkpoint_as_evaluate_does(tmp_path):
 
 def test_test_best_without_a_readable_test_manifest_stops_before_training(tmp_path):
     manifest = tiny_corpus(tmp_path)
-    with pytest.raises(ValueError, match="data.test"):
+    with pytest.raises(TrainingError, match="data.test"):
         train(compose_config(overrides(tmp_path, manifest, 1, "train.test_best=true", "data.test=null")))
     with pytest.raises(ManifestError, match="nowhere.jsonl"):
         train(compose_config(overrides(tmp_path, manifest, 1, "train.test_best=true",
@@ -151,3 +151,132 @@ def test_resume_drops_metrics_rows_logged_after_its_checkpoint(tmp_path):
     train(compose_config(overrides(tmp_path, manifest, 3, f"train.resume={last}")))
     rows = metrics(tmp_path)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"] and rows[-1]["train_loss"] != "123.0"
+
+
+class Killed(BaseException):
+    """Stands for a kill at a chosen moment."""
+
+
+def kill_at(monkeypatch, saves_of_epoch: int, epoch: int):
+    """Make the `saves_of_epoch`-th checkpoint write of (0-based) `epoch` die before it writes."""
+    from asr.recognizer import Recognizer
+
+    original, seen = Recognizer.save, []
+
+    def save(self, path, **extra):
+        if extra.get("epoch") == epoch:
+            seen.append(path)
+            if len(seen) == saves_of_epoch:
+                raise Killed(path)
+        return original(self, path, **extra)
+
+    monkeypatch.setattr(Recognizer, "save", save)
+    return original
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_killed_and_resumed_equals_the_uninterrupted_run_bit_for_bit(tmp_path, monkeypatch, workers):
+    """Speed perturbation (in loader workers), SpecAugment and dropout all draw random numbers."""
+    from asr.recognizer import Recognizer
+
+    manifest = tiny_corpus(tmp_path, n=12)
+    extra = ["train.speeds=[0.9,1.0,1.1]", "model.n_layers=2", "model.dropout=0.3", f"train.num_workers={workers}"]
+    straight = tmp_path / "straight"
+    train(compose_config(overrides(straight, manifest, 3, *extra)))
+    original = kill_at(monkeypatch, 2, epoch=1)  # dies right after epoch 2's best.pt, before its last.pt
+    with pytest.raises(Killed):
+        train(compose_config(overrides(tmp_path, manifest, 3, *extra)))
+    monkeypatch.setattr(Recognizer, "save", original)
+    assert read_checkpoint(tmp_path / "exp" / "last.pt")["epoch"] == 0
+    train(compose_config(overrides(tmp_path, manifest, 3, *extra, f"train.resume={tmp_path / 'exp' / 'last.pt'}")))
+    a, b = read_checkpoint(straight / "exp" / "last.pt"), read_checkpoint(tmp_path / "exp" / "last.pt")
+    assert a["step"] == b["step"]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for index, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg_sq"], b["optimizer"]["state"][index]["exp_avg_sq"])
+    assert [r["train_loss"] for r in metrics(straight)] == [r["train_loss"] for r in metrics(tmp_path)]
+
+
+def test_the_best_checkpoint_survives_a_kill_between_the_two_writes(tmp_path, monkeypatch):
+    import asr.train
+
+    manifest = tiny_corpus(tmp_path)
+    wers = iter([50.0, 40.0, 45.0, 45.0])  # epochs 1 and 2, killed; then epochs 2 (again, or 3) and 3
+    monkeypatch.setattr(asr.train, "score", lambda utts, decoded: {"loss": 1.0, "cer": 1.0, "wer": next(wers)})
+    kill_at(monkeypatch, 2, epoch=1)  # between epoch 2's two checkpoint writes
+    with pytest.raises(Killed):
+        train(compose_config(overrides(tmp_path, manifest, 3)))
+    monkeypatch.undo()
+    monkeypatch.setattr(asr.train, "score", lambda utts, decoded: {"loss": 1.0, "cer": 1.0, "wer": next(wers)})
+    train(compose_config(overrides(tmp_path, manifest, 3, f"train.resume={tmp_path / 'exp' / 'last.pt'}")))
+    best_logged = min(float(r["dev_wer"]) for r in metrics(tmp_path))
+    assert read_checkpoint(tmp_path / "exp" / "best.pt")["metrics"]["dev_wer"] == best_logged
+
+
+def test_a_new_run_never_clobbers_an_earlier_one(tmp_path):
+    manifest = tiny_corpus(tmp_path)
+    train(compose_config(overrides(tmp_path, manifest, 1)))
+    exp = tmp_path / "exp"
+    before = {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file()}
+    with pytest.raises(TrainingError, match=r"holds a run already \(last.pt, best.pt, metrics.csv.*train.resume="):
+        train(compose_config(overrides(tmp_path, manifest, 1)))
+    assert {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file()} == before
+    train(compose_config(overrides(tmp_path, manifest, 2, "train.overwrite=true")))
+    assert [r["epoch"] for r in metrics(tmp_path)] == ["1", "2"]
+
+
+def test_a_run_that_fails_at_start_up_writes_nothing(tmp_path):
+    manifest = tiny_corpus(tmp_path)
+    with pytest.raises(ManifestError, match="nowhere.jsonl"):
+        train(compose_config(overrides(tmp_path, manifest, 1, f"data.dev={tmp_path / 'nowhere.jsonl'}")))
+    assert not (tmp_path / "exp").exists()
+
+
+def test_nan_audio_is_refused_by_name_and_never_reaches_statistics_or_weights(tmp_path, caplog):
+    import numpy as np
+    import soundfile as sf
+
+    manifest = tiny_corpus(tmp_path)
+    utts = read_manifest(manifest)
+    samples = np.full(8000, 0.1, dtype=np.float32)
+    samples[100] = np.nan
+    sf.write(tmp_path / "audio" / "nan.wav", samples, 16000, subtype="FLOAT")
+    utts.append(Utterance("nan", str(tmp_path / "audio" / "nan.wav"), 0.5, "AB"))
+    write_manifest(utts, manifest)
+    best = train(compose_config(overrides(tmp_path, manifest, 2)))
+    assert "nan.wav" in caplog.text and "not finite" in caplog.text
+    saved = read_checkpoint(best)
+    assert torch.isfinite(saved["norm_mean"]).all() and torch.isfinite(saved["norm_std"]).all()
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+    assert [r["skipped"] for r in metrics(tmp_path)] == ["1", "1"]
+
+
+def test_non_finite_losses_are_skipped_counted_and_stop_the_run_when_they_persist(tmp_path, monkeypatch):
+    import asr.train
+
+    manifest = tiny_corpus(tmp_path)
+    real, calls = asr.train.batch_loss, []
+
+    def sometimes_nan(*args):
+        calls.append(1)
+        loss = real(*args)
+        return loss * float("nan") if len(calls) <= 2 else loss
+
+    monkeypatch.setattr(asr.train, "batch_loss", sometimes_nan)
+    best = train(compose_config(overrides(tmp_path, manifest, 2)))
+    assert [r["nonfinite"] for r in metrics(tmp_path)] == ["2", "0"]
+    assert all(torch.isfinite(v).all() for v in read_checkpoint(best)["model"].values() if v.is_floating_point())
+    monkeypatch.setattr(asr.train, "batch_loss", lambda *args: real(*args) * float("nan"))
+    with pytest.raises(TrainingError, match="3 batches in a row had a non-finite loss"):
+        train(compose_config(overrides(tmp_path / "again", manifest, 2, "train.max_nonfinite_batches=3")))
+
+
+def test_infeasible_targets_are_counted(tmp_path):
+    manifest = tiny_corpus(tmp_path)
+    utts = read_manifest(manifest)
+    # 0.3 s gives 28 feature frames and 7 output frames: 10 letters cannot fit.
+    utts.append(Utterance("long", str(write_tone(tmp_path / "audio" / "long.wav", 0.3)), 0.3, "ABABABABAB"))
+    write_manifest(utts, manifest)
+    train(compose_config(overrides(tmp_path, manifest, 1)))
+    assert metrics(tmp_path)[0]["infeasible"] == "1"
