@@ -12,13 +12,15 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from asr.errors import AsrError
+
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".sph", ".nist", ".aiff", ".aif", ".au", ".w64"}
 )
 
 
-class AudioError(Exception):
+class AudioError(AsrError):
     """An audio file could not be used; the message names the file and the reason."""
 
     def __init__(self, path: str | Path, reason: str):

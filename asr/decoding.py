@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from asr.errors import InputError, MissingFileError
 from asr.lm import check_arpa
 from asr.manifest import atomic_write_text
 from asr.tokenizer import BLANK, CharTokenizer
@@ -69,7 +70,7 @@ class BeamDecoder(Decoder):
         if options.lm:
             check_arpa(options.lm)
         if options.lexicon and not Path(options.lexicon).is_file():
-            raise FileNotFoundError(f"{options.lexicon}: no such lexicon")
+            raise MissingFileError(f"{options.lexicon}: no such lexicon")
         self.tokenizer = tokenizer
         self.options = options
         tokens = [WORD_SEPARATOR if t == " " else t for t in tokenizer.vocab]
@@ -124,7 +125,7 @@ def decode_config(name: str) -> BeamOptions:
 
     path = config_dir() / "decode" / f"{name}.yaml"
     if not path.is_file():
-        raise ValueError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
+        raise InputError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
     values = OmegaConf.to_container(OmegaConf.load(path))
     values.pop("name")
     return BeamOptions(**values)
@@ -139,9 +140,9 @@ def make_decoder(name: str, tokenizer: CharTokenizer, options: BeamOptions | Non
         return BeamDecoder(tokenizer, BeamOptions(**{**asdict(options), "lm": None}))
     if name == "lm":
         if not options.lm:
-            raise ValueError("the lm decoder needs an LM file (--lm, or a decoder.json beside the model)")
+            raise InputError("the lm decoder needs an LM file (--lm, or a decoder.json beside the model)")
         return BeamDecoder(tokenizer, options)
-    raise ValueError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
+    raise InputError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
 
 
 def write_lexicon(words: Iterable[str], path: str | Path, tokenizer: CharTokenizer | None = None) -> Path:

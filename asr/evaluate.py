@@ -15,6 +15,7 @@ from tqdm import tqdm
 from asr.data import Batch, BucketBatchSampler, UtteranceDataset, collate
 from asr.decoding import Decoder, GreedyDecoder
 from asr.devices import to_device
+from asr.errors import InputError
 from asr.manifest import Utterance, atomic_write_text
 from asr.metrics import error_rates, normalize_text, utterance_wer
 from asr.recognizer import Recognizer
@@ -93,23 +94,32 @@ def decode_utterances(
     return result
 
 
-def score(utterances: Sequence[Utterance], decoded: DecodeResult, n_worst: int = 10) -> dict:
-    """The report: WER/CER (percent), edit counts, every hypothesis, and the worst utterances."""
-    scored = [u for u in utterances if u.id in decoded.hypotheses]
+def score(utterances: Sequence[Utterance], decoded: DecodeResult, n_worst: int = 10,
+          exclude_unreadable: bool = False) -> dict:
+    """The report: WER/CER (percent), edit counts, every hypothesis, and the worst utterances.
+
+    An utterance whose audio could not be read counts, as NIST sclite would count a missing
+    hypothesis, as all deletions; with `exclude_unreadable` it is left out of the figures, and
+    `excluded` says how many were.
+    """
+    unreadable = [u for u in utterances if u.id not in decoded.hypotheses]
+    scored = [u for u in utterances if u.id in decoded.hypotheses or not exclude_unreadable]
     if not scored:
-        raise ValueError("no utterance could be decoded")
+        raise InputError("no utterance could be decoded")
     refs = [u.text for u in scored]
-    hyps = [decoded.hypotheses[u.id] for u in scored]
+    hyps = [decoded.hypotheses.get(u.id, "") for u in scored]
     counts = error_rates(refs, hyps)
     rows = [
-        {"id": u.id, "ref": normalize_text(u.text), "hyp": normalize_text(h), "wer": round(utterance_wer(u.text, h), 2)}
+        {"id": u.id, "ref": normalize_text(u.text), "hyp": normalize_text(h), "wer": round(utterance_wer(u.text, h), 2),
+         **({} if u.id in decoded.hypotheses else {"unreadable": True})}
         for u, h in zip(scored, hyps)
     ]
     worst = sorted(rows, key=lambda r: (-r["wer"], r["id"]))[:n_worst]
     return {
         **asdict(counts),
         "utterances": len(scored),
-        "skipped": decoded.n_skipped,
+        "skipped": len(unreadable),
+        "excluded": len(unreadable) if exclude_unreadable else 0,
         "loss": decoded.loss,
         "worst": worst,
         "hypotheses": rows,
@@ -122,10 +132,13 @@ def evaluate(
     decoder: Decoder | None = None,
     report_path: str | Path | None = None,
     max_batch_seconds: float = 300.0,
+    exclude_unreadable: bool = False,
+    progress: bool = False,
 ) -> dict:
-    """Decode and score `utterances`; write the JSON report to `report_path` when given."""
-    decoded = decode_utterances(recognizer, utterances, decoder, max_batch_seconds, progress=True)
-    report = score(utterances, decoded)
+    """Decode and score `utterances` (see `score`); write the JSON report to `report_path` when given."""
+    decoded = decode_utterances(recognizer, utterances, decoder, max_batch_seconds, progress=progress)
+    listed = utterances.utterances if isinstance(utterances, UtteranceDataset) else utterances
+    report = score(listed, decoded, exclude_unreadable=exclude_unreadable)
     if report_path:
         atomic_write_text(report_path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     return report
@@ -138,8 +151,11 @@ def format_report(report: dict) -> str:
         f"{report['substitutions']} substitutions, {report['deletions']} deletions, "
         f"{report['insertions']} insertions)"
     ]
-    if report["skipped"]:
-        lines.append(f"skipped {report['skipped']} utterance(s) whose audio could not be read")
+    if report["excluded"]:
+        lines.append(f"excluded {report['excluded']} utterance(s) whose audio could not be read (not in the figures)")
+    elif report["skipped"]:
+        lines.append(f"{report['skipped']} utterance(s) whose audio could not be read count as all deletions "
+                     "(--exclude-unreadable leaves them out)")
     worst = [r for r in report["worst"] if r["wer"] > 0]
     if worst:
         lines.append("worst utterances:")

@@ -11,6 +11,8 @@ import torch
 import torchaudio.transforms as T
 from torch import nn
 
+from asr.errors import InputError
+
 KINDS = ("fbank", "mfcc", "spectrogram")
 
 
@@ -25,7 +27,7 @@ class FeatureConfig:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"unknown feature kind {self.kind!r}; choose one of {KINDS}")
+            raise InputError(f"features.kind: unknown feature kind {self.kind!r}; choose one of {KINDS}")
 
     @property
     def win_samples(self) -> int:
@@ -118,7 +120,7 @@ class StatsAccumulator:
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.count == 0:
-            raise ValueError("no frames to estimate normalisation statistics from")
+            raise InputError("no frames to estimate normalisation statistics from")
         mean = self.total / self.count
         var = (self.total_sq / self.count - mean**2).clamp(min=1e-10)
         return mean.float(), var.sqrt().float()

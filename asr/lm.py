@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr.errors import AsrError, InputError
 from asr.manifest import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # lmplz's --discount_fallback, for counts 
 KENLM_MAX_ORDER = 6  # flashlight-text's KenLM is compiled for at most 6-grams
 
 
-class ArpaError(Exception):
+class ArpaError(AsrError):
     """A malformed ARPA file; the message names the file, the line and what is wrong."""
 
 
@@ -114,10 +115,10 @@ def build_ngram_lm(
 ) -> NgramLM:
     """Interpolated modified Kneser-Ney; `discounts` per order (1..order) overrides the estimate."""
     if not 1 <= order <= KENLM_MAX_ORDER:
-        raise ValueError(f"order {order}: must be 1 to {KENLM_MAX_ORDER}, the most the decoder's KenLM loads")
+        raise InputError(f"order {order}: must be 1 to {KENLM_MAX_ORDER}, the most the decoder's KenLM loads")
     raw = count_ngrams(sentences, order)
     if not raw[0]:
-        raise ValueError("no text to estimate a language model from")
+        raise InputError("no text to estimate a language model from")
     adjusted = adjusted_counts(raw)
     discounts = list(discounts) if discounts else [estimate_discounts(c, n) for n, c in enumerate(adjusted, 1)]
     vocab = sorted({w for (w,) in raw[0]} | {UNK})

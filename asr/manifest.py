@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from asr.audio import AudioError, audio_info
+from asr.errors import AsrError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class Utterance:
     start: float = 0.0
 
 
-class ManifestError(Exception):
+class ManifestError(AsrError):
     """A manifest line that cannot be parsed; the message names the file and line."""
 
 
@@ -34,25 +35,34 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest")
-    utterances = []
-    with path.open(encoding="utf-8") as f:
+    utterances, first_line = [], {}
+    with path.open(encoding="utf-8-sig") as f:
         for n_line, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                utterances.append(
-                    Utterance(
-                        id=str(record["id"]),
-                        audio=str(record["audio"]),
-                        duration=float(record["duration"]),
-                        text=str(record.get("text", "")),
-                        speaker=str(record.get("speaker", "")),
-                        start=float(record.get("start", 0.0)),
-                    )
+                if not isinstance(record, dict):
+                    raise TypeError("not a JSON object")
+                missing = [k for k in ("id", "audio", "duration", "text") if k not in record]
+                if missing:
+                    raise ManifestError(f"{path}:{n_line}: no {', '.join(missing)} "
+                                        "(every line needs id, audio, duration and text; text may be \"\")")
+                utt = Utterance(
+                    id=str(record["id"]),
+                    audio=str(record["audio"]),
+                    duration=float(record["duration"]),
+                    text=str(record["text"]),
+                    speaker=str(record.get("speaker", "")),
+                    start=float(record.get("start", 0.0)),
                 )
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                raise ManifestError(f"{path}:{n_line}: bad manifest line ({error!r})") from None
+            except (json.JSONDecodeError, TypeError, ValueError) as error:
+                raise ManifestError(f"{path}:{n_line}: bad manifest line ({error})") from None
+            if utt.id in first_line:
+                raise ManifestError(f"{path}:{n_line}: utterance id {utt.id!r} is used twice "
+                                    f"(first on line {first_line[utt.id]})")
+            first_line[utt.id] = n_line
+            utterances.append(utt)
     return utterances
 
 
@@ -93,38 +103,68 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 @dataclass(frozen=True)
 class Candidate:
-    """An utterance before its audio has been checked: `duration` None means the whole file."""
+    """An utterance before its audio has been checked: `duration` None means the whole file;
+    `text` None means the corpus has no transcript line for it."""
 
     id: str
     audio: str
-    text: str
+    text: str | None
     speaker: str = ""
     start: float = 0.0
     duration: float | None = None
 
 
+MAX_OVERSHOOT = 0.5  # seconds a segment may run past its file's end and be cut (Kaldi's extract-segments)
+
+
 def check_candidates(candidates: Iterable[Candidate], source: str) -> list[Utterance]:
     """Keep the candidates with readable, non-empty audio and non-empty text.
 
-    The others are reported in one warning per reason (count and first few ids) and left out.
+    The others are reported in one warning per reason (count and first few ids) and left out. A
+    segment that runs past the end of its file by at most `MAX_OVERSHOOT` is cut there (and
+    counted); one that runs further, or starts after the end, is left out. An id given twice is
+    a `ManifestError`.
     """
     kept: list[Utterance] = []
     problems: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    n_cut = 0
     for c in candidates:
+        if c.id in seen:
+            raise ManifestError(f"{source}: utterance id {c.id!r} is used twice")
+        seen.add(c.id)
+        if c.text is None:
+            problems.setdefault("no transcript line", []).append(c.id)
+            continue
         if not c.text.strip():
             problems.setdefault("empty text", []).append(c.id)
             continue
         try:
             file_duration, _ = audio_info(c.audio)
         except AudioError as error:
-            problems.setdefault(error.reason.split(" (")[0], []).append(c.id)
+            reason = "missing audio" if error.reason == "no such file" else error.reason.split(" (")[0]
+            problems.setdefault(reason, []).append(c.id)
             continue
         duration = file_duration - c.start if c.duration is None else c.duration
         if duration <= 0 or c.start >= file_duration:
             problems.setdefault("segment outside the audio", []).append(c.id)
             continue
+        overshoot = c.start + duration - file_duration
+        if overshoot > MAX_OVERSHOOT:
+            problems.setdefault(f"segment running more than {MAX_OVERSHOOT} s past the end of its audio", []).append(c.id)
+            continue
+        if overshoot > 0:
+            duration, n_cut = file_duration - c.start, n_cut + 1
         kept.append(Utterance(c.id, c.audio, round(duration, 4), c.text.strip(), c.speaker, c.start))
+    report_left_out(problems, source)
+    if n_cut:
+        log.warning("%s: cut %d segment(s) that ran up to %s s past the end of their audio", source, n_cut,
+                    MAX_OVERSHOOT)
+    return kept
+
+
+def report_left_out(problems: dict[str, list[str]], source: str) -> None:
+    """One warning per reason: how many utterances it left out, and the first few ids."""
     for reason, ids in problems.items():
         shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
         log.warning("%s: left out %d utterance(s) with %s: %s", source, len(ids), reason, shown)
-    return kept

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import jiwer
 
+from asr.errors import InputError
+
 _KEEP = re.compile(r"[^\w' ]+")
 
 
@@ -31,29 +33,41 @@ class ErrorCounts:
 
 
 def error_rates(refs: list[str], hyps: list[str]) -> ErrorCounts:
-    """Corpus-level rates after `normalize_text` on both sides; empty references are not scored."""
+    """Corpus-level rates after `normalize_text` on both sides, counted as NIST sclite counts them:
+    errors (substitutions + deletions + insertions) of all utterances over all reference words.
+
+    An utterance with an empty reference adds its hypothesis's words as insertions. Raises
+    `ValueError` when there are no reference words at all (the rate is undefined).
+    """
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
     pairs = [(normalize_text(r), normalize_text(h)) for r, h in zip(refs, hyps)]
-    pairs = [(r, h) for r, h in pairs if r]
-    if not pairs:
-        raise ValueError("no non-empty reference to score")
-    refs_n, hyps_n = [r for r, _ in pairs], [h for _, h in pairs]
+    scored = [(r, h) for r, h in pairs if r]
+    inserted_words = sum(len(h.split()) for r, h in pairs if not r)
+    inserted_chars = sum(len(h) for r, h in pairs if not r)
+    if not scored:
+        raise InputError("no reference words to score against (every reference is empty)")
+    refs_n, hyps_n = [r for r, _ in scored], [h for _, h in scored]
     words = jiwer.process_words(refs_n, hyps_n)
     chars = jiwer.process_characters(refs_n, hyps_n)
     n_words = words.hits + words.substitutions + words.deletions
     n_chars = chars.hits + chars.substitutions + chars.deletions
+    insertions = words.insertions + inserted_words
     return ErrorCounts(
-        wer=100.0 * words.wer,
-        cer=100.0 * chars.cer,
+        wer=100.0 * (words.substitutions + words.deletions + insertions) / n_words,
+        cer=100.0 * (chars.substitutions + chars.deletions + chars.insertions + inserted_chars) / n_chars,
         substitutions=words.substitutions,
         deletions=words.deletions,
-        insertions=words.insertions,
+        insertions=insertions,
         n_ref_words=n_words,
         n_ref_chars=n_chars,
     )
 
 
 def utterance_wer(ref: str, hyp: str) -> float:
+    """One utterance's WER in percent; with an empty reference, 100 per inserted word (as errors
+    over one word), 0 for an empty hypothesis."""
     ref, hyp = normalize_text(ref), normalize_text(hyp)
     if not ref:
-        return 0.0 if not hyp else 100.0
+        return 100.0 * len(hyp.split())
     return 100.0 * jiwer.wer(ref, hyp)

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from asr.devices import to_device
+from asr.errors import InputError
 from asr.features import frame_mask
 
 
@@ -46,12 +47,12 @@ class ModelDims:
         object.__setattr__(self, "conv_kernels", tuple(tuple(int(v) for v in k) for k in self.conv_kernels))
         object.__setattr__(self, "conv_strides", tuple(tuple(int(v) for v in s) for s in self.conv_strides))
         if not (len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides)):
-            raise ValueError("conv_channels, conv_kernels and conv_strides need one entry per convolution")
+            raise InputError("model: conv_channels, conv_kernels and conv_strides need one entry per convolution")
         if self.rnn_type not in ("lstm", "gru"):
-            raise ValueError(f"rnn_type must be lstm or gru, not {self.rnn_type!r}")
+            raise InputError(f"model.rnn_type must be lstm or gru, not {self.rnn_type!r}")
         for name in ("layer_norm", "output_norm"):
             if getattr(self, name) not in ("none", "layer", "batch"):
-                raise ValueError(f"{name} must be none, layer or batch")
+                raise InputError(f"model.{name} must be none, layer or batch")
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelDims:
@@ -93,9 +94,9 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         valid = mask[:, None, None, :].to(x.dtype)  # (batch, 1, 1, time)
         n = valid.sum() * x.shape[2]
-        mean = (x * valid).sum((0, 2, 3)) / n
-        centred = (x - mean[None, :, None, None]) * valid
-        var = (centred**2).sum((0, 2, 3)) / n
+        masked = x * valid
+        mean = masked.sum((0, 2, 3)) / n
+        var = (masked.square().sum((0, 2, 3)) / n - mean.square()).clamp(min=0)
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1
@@ -103,10 +104,12 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
                 unbiased = var * n / max(float(n) - 1, 1.0)
                 self.running_mean.lerp_(mean.detach(), momentum)
                 self.running_var.lerp_(unbiased.detach(), momentum)
-        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+        # y = (x - mean) / sqrt(var + eps) * weight + bias, as one multiply-add over the big tensor
+        scale = torch.rsqrt(var + self.eps)
         if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y
+            scale = scale * self.weight
+        shift = (self.bias if self.affine else 0) - mean * scale
+        return torch.addcmul(shift[None, :, None, None], x, scale[None, :, None, None])
 
 
 class ConvFrontEnd(nn.Module):

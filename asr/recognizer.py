@@ -17,6 +17,7 @@ from torch import nn
 from asr.data import pad_waveforms
 from asr.decoding import Decoder, GreedyDecoder
 from asr.devices import to_device
+from asr.errors import AsrError
 from asr.features import (
     FeatureConfig,
     FeatureExtractor,
@@ -128,7 +129,7 @@ class Recognizer(nn.Module):
         return recognizer
 
 
-class CheckpointError(Exception):
+class CheckpointError(AsrError):
     """A checkpoint that cannot be loaded; the message names the file and the reason."""
 
 

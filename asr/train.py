@@ -30,6 +30,7 @@ from asr.data import (
     collate,
 )
 from asr.devices import pick_device, to_device
+from asr.errors import AsrError
 from asr.distributed import barrier, check_replicas, init_distributed, shutdown
 from asr.evaluate import ctc_loss, decode_utterances, evaluate, format_report, score
 from asr.features import FeatureConfig, FeatureExtractor, StatsAccumulator
@@ -70,7 +71,7 @@ def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict 
     return Recognizer(features, model_dims(cfg, len(tokenizer)), tokenizer, mean, std, specaugment)
 
 
-class TrainingError(Exception):
+class TrainingError(AsrError):
     """A run that cannot start or go on; the message names the setting or the file, and the reason."""
 
 

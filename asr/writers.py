@@ -5,6 +5,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from asr.errors import InputError
 from asr.manifest import atomic_write_text
 
 FORMATS = ("txt", "json", "srt", "vtt", "tsv")
@@ -35,7 +36,7 @@ def render(transcript, fmt: str) -> str:
     if fmt == "tsv":
         rows = [f"{int(round(s.start * 1000))}\t{int(round(s.end * 1000))}\t{s.text}" for s in segments]
         return "start\tend\ttext\n" + "".join(row + "\n" for row in rows)
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)} or all")
+    raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)} or all")
 
 
 def write_outputs(transcript, formats: list[str], output_dir: str | Path) -> list[Path]:

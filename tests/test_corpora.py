@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 import logging
 import tarfile
 
@@ -71,7 +72,7 @@ def test_missing_and_empty_are_reported_and_left_out(tmp_path, caplog):
         splits = prepare_an4(src, tmp_path / "out", dev_speakers=0.2)
     kept = {u.id for u in splits["train"] + splits["dev"]}
     assert len(kept) == 7 and not kept & {"an1-fash-b", "an1-fbbh-b", "an2-mcen-b"}
-    assert "no such file: an1-fash-b" in caplog.text
+    assert "missing audio: an1-fash-b" in caplog.text
     assert "unreadable audio: an1-fbbh-b" in caplog.text
     assert "empty text: an2-mcen-b" in caplog.text
 
@@ -101,7 +102,7 @@ def test_kaldi_relative_paths_resolve_against_audio_root(tmp_path, caplog):
         utts = prepare_kaldi(data, audio_root=audio)
     assert [(u.id, u.speaker, u.text) for u in utts] == [("a", "s1", "HELLO WORLD"), ("b", "s2", "GOOD")]
     assert utts[0].audio == str((audio / "a.wav").resolve()) and utts[1].duration == 0.5
-    for reason, ids in [("unreadable audio", "c"), ("no audio samples", "d"), ("no such file", "e"), ("empty text", "f")]:
+    for reason, ids in [("unreadable audio", "c"), ("no audio samples", "d"), ("missing audio", "e"), ("empty text", "f")]:
         assert f"{reason}: {ids}" in caplog.text
 
 
@@ -128,3 +129,64 @@ def test_kaldi_cli(tmp_path, capsys):
     (data / "wav.scp").write_text("a cat a.wav |\n")
     assert main(["prepare", "kaldi", "--src", str(data), "--out", str(out)]) == 2
     assert "shell pipe" in capsys.readouterr().err
+
+
+def test_kaldi_files_split_as_kaldi_splits_them(tmp_path):
+    """Tabs (as speechocean762 ships them), runs of spaces, CRLF line endings and a byte-order mark."""
+    data, audio = make_kaldi(tmp_path)
+    (data / "wav.scp").write_bytes("\ufeffa\ta.wav\r\nb   b.flac\r\n".encode())
+    (data / "text").write_bytes("\ufeffa\tHELLO  WORLD\r\nb \t GOOD\r\n".encode())
+    (data / "utt2spk").write_text("a\ts1\nb\ts2\n")
+    utts = prepare_kaldi(data, audio_root=audio)
+    assert [(u.id, u.speaker, u.text) for u in utts] == [("a", "s1", "HELLO  WORLD"), ("b", "s2", "GOOD")]
+
+
+def test_kaldi_duplicate_key_is_an_error_naming_the_line(tmp_path):
+    data, audio = make_kaldi(tmp_path)
+    (data / "text").write_text("a HELLO\nb GOOD\na AGAIN\n")
+    with pytest.raises(KaldiDataError, match=r"text:3: duplicate key 'a' \(first on line 1\)"):
+        prepare_kaldi(data, audio_root=audio)
+
+
+def test_kaldi_warnings_name_the_true_reason(tmp_path, caplog):
+    data, audio = make_kaldi(tmp_path)
+    (data / "wav.scp").write_text("a a.wav\nb b.flac\ne missing.wav\nf a.wav\n")
+    (data / "text").write_text("a HELLO\ne MISSING\nf\nz ORPHAN\n")  # b has no line; z has no audio entry
+    with caplog.at_level(logging.WARNING):
+        utts = prepare_kaldi(data, audio_root=audio)
+    assert [u.id for u in utts] == ["a"]
+    for reason, ids in [("no transcript line", "b"), ("missing audio", "e"), ("empty text", "f"),
+                        ("a text line but no entry in wav.scp", "z")]:
+        assert f"left out 1 utterance(s) with {reason}: {ids}" in caplog.text
+
+
+def test_kaldi_segments_past_the_end_are_cut_or_left_out(tmp_path, caplog):
+    data, audio = make_kaldi(tmp_path)  # a.wav lasts 1.0 s
+    (data / "segments").write_text("a1 a 0.5 1.3\na2 a 0.5 1.6\na3 a 0.2 -1\n")
+    (data / "text").write_text("a1 CUT AT THE END\na2 TOO FAR\na3 TO THE END\n")
+    with caplog.at_level(logging.WARNING):
+        utts = prepare_kaldi(data, audio_root=audio)
+    assert [(u.id, u.start, u.duration) for u in utts] == [("a1", 0.5, 0.5), ("a3", 0.2, 0.8)]
+    assert "cut 1 segment(s)" in caplog.text and "past the end of its audio: a2" in caplog.text
+
+
+def test_kaldi_import_of_nothing_is_an_error(tmp_path, capsys):
+    data, audio = make_kaldi(tmp_path)
+    (data / "text").write_text("zz NOT IN WAV.SCP\n")
+    with pytest.raises(KaldiDataError, match="no utterance could be imported"):
+        prepare_kaldi(data, audio_root=audio)
+    assert main(["prepare", "kaldi", "--src", str(data), "--out", str(tmp_path / "m.jsonl"),
+                 "--audio-root", str(audio)]) == 2
+    assert "no utterance could be imported" in capsys.readouterr().err
+    assert not (tmp_path / "m.jsonl").exists()
+
+
+SPEECHOCEAN = Path(__file__).parents[2] / "shared" / "data" / "speechocean762"
+
+
+@pytest.mark.skipif(not (SPEECHOCEAN / "train" / "wav.scp").is_file(), reason="../shared/data/speechocean762 not here")
+def test_speechocean762_train_imports_every_utterance():
+    """The corpus that imported 0 of 2,500 utterances when tabs were not separators."""
+    utts = prepare_kaldi(SPEECHOCEAN / "train", audio_root=SPEECHOCEAN)
+    assert len(utts) == 2500 and len({u.speaker for u in utts}) == 125
+    assert 2.8 < sum(u.duration for u in utts) / 3600 < 2.95

@@ -53,8 +53,14 @@ def test_evaluate_skips_and_counts_unreadable_audio(trained, tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp / "exp" / "best.pt"), "--manifest", str(mixed),
                  "--report", str(report_path), "--device", "cpu"]) == 0
     report = json.loads(report_path.read_text())
-    assert report["utterances"] == 6 and report["skipped"] == 3
-    assert "skipped 3 utterance(s)" in capsys.readouterr().out
+    assert report["utterances"] == 9 and report["skipped"] == 3 and report["excluded"] == 0
+    assert report["deletions"] >= 3  # YES, NO and GO: each unreadable utterance counts as all deletions
+    assert "3 utterance(s) whose audio could not be read count as all deletions" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(tmp / "exp" / "best.pt"), "--manifest", str(mixed),
+                 "--report", str(report_path), "--device", "cpu", "--exclude-unreadable"]) == 0
+    excluded = json.loads(report_path.read_text())
+    assert excluded["utterances"] == 6 and excluded["excluded"] == 3 and excluded["wer"] <= report["wer"]
+    assert "excluded 3 utterance(s)" in capsys.readouterr().out
 
 
 @pytest.mark.slow

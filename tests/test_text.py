@@ -41,6 +41,37 @@ def test_error_rates():
         error_rates([""], ["A"])
 
 
+def test_error_rates_count_as_sclite_does():
+    """Counted by hand: "A B C" -> "A X C D": 1 substitution, 1 insertion; "" -> "F G": 2 insertions
+    (an empty reference still counts them); "D E" -> "": 2 deletions. 6 errors over 5 words."""
+    counts = error_rates(["A B C", "", "D E"], ["A X C D", "F G", ""])
+    assert (counts.substitutions, counts.deletions, counts.insertions, counts.n_ref_words) == (1, 2, 3, 5)
+    assert counts.wer == pytest.approx(120.0)
+    # characters: "A B C" -> "A X C D" is 1 substitution + 2 insertions (" D"); "F G" 3 insertions;
+    # "D E" 3 deletions: 9 errors over 5 + 3 reference characters.
+    assert counts.cer == pytest.approx(100 * 9 / 8)
+    assert utterance_wer("", "F G") == 200.0 and utterance_wer("", "") == 0.0
+
+
+def test_score_counts_unreadable_audio_as_deletions_unless_excluded():
+    from asr.evaluate import DecodeResult, score
+    from asr.manifest import Utterance
+
+    utts = [Utterance("a", "a.wav", 1.0, "ONE TWO"), Utterance("b", "b.wav", 1.0, "THREE FOUR FIVE")]
+    decoded = DecodeResult(hypotheses={"a": "ONE TWO"})  # b could not be read
+    report = score(utts, decoded)
+    assert report["wer"] == pytest.approx(60.0) and report["deletions"] == 3 and report["utterances"] == 2
+    assert report["skipped"] == 1 and report["excluded"] == 0
+    excluded = score(utts, decoded, exclude_unreadable=True)
+    assert excluded["wer"] == 0.0 and excluded["utterances"] == 1 and excluded["excluded"] == 1
+
+
+def test_normalisation_is_unicode_composed_upper_case_without_punctuation():
+    decomposed = "cafe\u0301, déjà-vu!"
+    assert normalize_text(decomposed) == "CAFÉ DÉJÀ VU"
+    assert len(normalize_text(decomposed).split()[0]) == 4  # É is one character, not E + a combining accent
+
+
 def test_lexicon_search_keeps_the_last_word(tmp_path):
     from asr.decoding import BeamDecoder, BeamOptions, write_lexicon
 

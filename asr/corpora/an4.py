@@ -6,9 +6,11 @@ import random
 import re
 import shutil
 import tarfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+from asr.errors import MissingFileError, ResourceError
 from asr.manifest import Candidate, Utterance, check_candidates, write_manifest
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,14 @@ def _local_source(src: str | Path, out_dir: Path) -> Path:
             archive.parent.mkdir(parents=True, exist_ok=True)
             log.info("downloading %s", text)
             partial = archive.with_suffix(archive.suffix + ".part")
-            with urllib.request.urlopen(text) as response, partial.open("wb") as f:
-                shutil.copyfileobj(response, f)
+            try:
+                with urllib.request.urlopen(text, timeout=60) as response, partial.open("wb") as f:
+                    shutil.copyfileobj(response, f)
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                partial.unlink(missing_ok=True)
+                reason = getattr(error, "reason", error)
+                raise ResourceError(f"{text}: download failed ({reason}); with no network, pass a local copy "
+                                    "or the archive with --src") from None
             partial.replace(archive)
         src = archive
     src = Path(src)
@@ -65,7 +73,7 @@ def _local_source(src: str | Path, out_dir: Path) -> Path:
             marker.touch()
         return dest
     if not src.is_dir():
-        raise FileNotFoundError(f"{src}: not an AN4 folder, archive or URL")
+        raise MissingFileError(f"{src}: not an AN4 folder, archive or URL")
     return src
 
 
@@ -74,7 +82,7 @@ def find_an4_root(folder: Path) -> Path:
     for candidate in (folder, folder / "an4", *sorted(folder.glob("*/"))):
         if (candidate / "etc" / "an4_train.transcription").is_file():
             return candidate
-    raise FileNotFoundError(f"{folder}: no etc/an4_train.transcription found (not an AN4 copy?)")
+    raise MissingFileError(f"{folder}: no etc/an4_train.transcription found (not an AN4 copy?)")
 
 
 def read_an4_split(root: Path, stem: str) -> list[Utterance]:
@@ -92,7 +100,7 @@ def read_an4_split(root: Path, stem: str) -> list[Utterance]:
         if not audio.exists() and (root / "wav" / f"{fileid}.sph").exists():
             audio = root / "wav" / f"{fileid}.sph"
         speaker = Path(fileid).parent.name
-        candidates.append(Candidate(utt_id, str(audio.resolve()), texts.get(utt_id, ""), speaker))
+        candidates.append(Candidate(utt_id, str(audio.resolve()), texts.get(utt_id), speaker))
     return check_candidates(candidates, f"AN4 {stem}")
 
 
