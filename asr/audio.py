@@ -5,6 +5,7 @@ mono float32 array at the requested sample rate.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -61,25 +62,50 @@ def load_audio(
     try:
         with sf.SoundFile(str(path)) as f:
             file_rate = f.samplerate
-            first = int(round(start * file_rate))
-            if first:
-                f.seek(min(first, f.frames))
-            n_frames = -1 if duration is None else int(round(duration * file_rate))
-            samples = f.read(frames=n_frames, dtype="float32", always_2d=True)
+            first = min(int(round(start * file_rate)), f.frames)
+            available = f.frames - first
+            n_frames = available if duration is None else min(available, int(round(duration * file_rate)))
+            if n_frames <= 0:
+                raise AudioError(path, "no audio samples (empty file or segment)")
+            f.seek(first)
+            mono = _read_mono(f, path, n_frames, file_rate, sample_rate)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
         raise AudioError(path, f"unreadable audio ({_reason(error)})") from None
-    if samples.shape[0] == 0:
-        raise AudioError(path, "no audio samples (empty file or segment)")
-    if not np.isfinite(samples).all():  # float files can hold NaN or inf; one poisons a whole model
-        raise AudioError(path, f"samples that are not finite (NaN or inf), first at sample {_first_bad(samples)}")
-    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if file_rate != sample_rate:
-        mono = AF.resample(torch.from_numpy(np.ascontiguousarray(mono)), file_rate, sample_rate).numpy()
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    return mono
 
 
-def _first_bad(samples: np.ndarray) -> int:
-    return int(np.argwhere(~np.isfinite(samples))[0, 0])
+BLOCK_SECONDS = 30.0  # audio read, down-mixed and resampled at a time: memory stays at the output's size
+
+
+def _read_mono(f: sf.SoundFile, path: Path, n_frames: int, file_rate: int, sample_rate: int) -> np.ndarray:
+    """`n_frames` from the file's current position, down-mixed and resampled block by block.
+
+    Blocks start on multiples of the rates' common period and are resampled with a margin of
+    input on both sides that is then cut away, so the result is the whole-file resampling's
+    (torchaudio's windowed sinc) to float precision, without the whole file in memory.
+    """
+    g = math.gcd(file_rate, sample_rate)
+    period_in, period_out = file_rate // g, sample_rate // g
+    block = max(1, int(BLOCK_SECONDS * file_rate) // period_in) * period_in
+    margin = -(-256 // period_in) * period_in if file_rate != sample_rate else 0  # > the sinc filter's reach
+    n_out = -(-n_frames * period_out // period_in)
+    out = np.empty(n_out, dtype=np.float32)
+    origin = f.tell()
+    for begin in range(0, n_frames, block):
+        left = min(margin, begin)
+        f.seek(origin + begin - left)
+        chunk = f.read(frames=min(n_frames, begin + block + margin) - (begin - left), dtype="float32", always_2d=True)
+        if not np.isfinite(chunk).all():  # float files can hold NaN or inf; one poisons a whole model
+            bad = begin - left + int(np.argwhere(~np.isfinite(chunk))[0, 0])
+            raise AudioError(path, f"samples that are not finite (NaN or inf), first at sample {bad}")
+        mono = chunk.mean(axis=1) if chunk.shape[1] > 1 else chunk[:, 0]
+        if file_rate != sample_rate:
+            mono = AF.resample(torch.from_numpy(np.ascontiguousarray(mono)), file_rate, sample_rate).numpy()
+        skip = left // period_in * period_out
+        first_out = begin // period_in * period_out
+        take = min(n_out, (begin + block) // period_in * period_out) - first_out
+        out[first_out : first_out + take] = mono[skip : skip + take]
+    return out
 
 
 def _reason(error: Exception) -> str:

@@ -6,10 +6,15 @@ from importlib.resources import files
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from hydra.errors import HydraException
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from asr.errors import ConfigError
 from asr.features import FeatureConfig, SpecAugmentConfig
 from asr.model import ModelDims
+
+GROUPS = ("data", "features", "model", "optim", "experiment")
 
 
 def config_dir() -> Path:
@@ -20,9 +25,64 @@ def config_dir() -> Path:
 
 
 def compose_config(overrides: Sequence[str] = (), name: str = "train") -> DictConfig:
-    """The configuration `asr train` would run with these Hydra overrides."""
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name=name, overrides=list(overrides))
+    """The configuration `asr train` would run with these Hydra overrides, checked before any work:
+    a typo, an unknown group option or a value of the wrong type is a `ConfigError` naming it."""
+    cfg = _compose(overrides, name)
+    # The same groups without the value overrides: the types every value should have.
+    reference = _compose([o for o in overrides if "." not in o.split("=")[0].lstrip("+~")], name)
+    _check_types(cfg, reference, "")
+    check_config(cfg)
+    return cfg
+
+
+def _compose(overrides: Sequence[str], name: str) -> DictConfig:
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            return compose(config_name=name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+        raise ConfigError(f"configuration: {first} (groups: {', '.join(GROUPS)}; "
+                          "`asr train --print-config` shows every setting)") from None
+
+
+def _check_types(cfg, reference, prefix: str) -> None:
+    for key in cfg:
+        path, value, expected = f"{prefix}{key}", cfg[key], reference.get(key) if key in reference else None
+        if isinstance(expected, DictConfig) and isinstance(value, DictConfig):
+            _check_types(value, expected, path + ".")
+            continue
+        if expected is None or isinstance(expected, str):
+            continue
+        kind = ("a list" if isinstance(expected, ListConfig) else "true or false" if isinstance(expected, bool)
+                else "an integer" if isinstance(expected, int) else "a number" if isinstance(expected, float) else None)
+        ok = (isinstance(value, ListConfig) if isinstance(expected, ListConfig)
+              else isinstance(value, bool) if isinstance(expected, bool)
+              else isinstance(value, int) and not isinstance(value, bool) if isinstance(expected, int)
+              else isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(expected, float)
+              else True)
+        if not ok and value is not None:
+            raise ConfigError(f"{path}={value!r}: expected {kind}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Values that would fail later, after the model is built or hours into a run, fail now."""
+    t = cfg.train
+    for path, value in [("train.epochs", t.epochs), ("train.max_batch", t.max_batch),
+                        ("train.max_batch_seconds", t.max_batch_seconds), ("train.check_every", t.check_every),
+                        ("train.max_nonfinite_batches", t.max_nonfinite_batches), ("optim.lr", cfg.optim.lr)]:
+        if value is None or value <= 0:
+            raise ConfigError(f"{path}={value}: must be above 0")
+    if t.num_workers < 0 or t.threads < 0:
+        raise ConfigError("train.num_workers and train.threads must be 0 or more")
+    if t.precision not in ("bf16", "fp16", "fp32"):
+        raise ConfigError(f"train.precision={t.precision!r}: expected bf16, fp16 or fp32")
+    if not t.speeds or any(s <= 0 for s in t.speeds):
+        raise ConfigError(f"train.speeds={list(t.speeds)}: expected a list of positive speeds, e.g. [0.9,1.0,1.1]")
+    try:
+        model_dims(cfg, n_tokens=2)
+        specaugment_config(cfg)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"configuration: {error}") from None
 
 
 def feature_config(cfg: DictConfig) -> FeatureConfig:

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 from torch.utils.data import Dataset, Sampler
-from tqdm import tqdm
 
 from asr.audio import AudioError, load_audio
 from asr.manifest import Utterance
 from asr.metrics import normalize_text
+from asr.progress import progress_bar
 from asr.tokenizer import CharTokenizer
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,7 @@ def cache_audio(
     keep in memory: AN4's training set takes 146 MB. Unreadable audio is logged and kept as None."""
     with ThreadPoolExecutor(max(1, threads)) as pool:
         loaded = pool.map(lambda utt: _load_or_log(utt, sample_rate), utterances)
-        samples = list(tqdm(loaded, total=len(utterances), desc="reading audio", unit="utt", leave=False,
-                            disable=not progress))
+        samples = list(progress_bar(loaded, progress, total=len(utterances), desc="reading audio", unit="utt"))
     return {cache_key(utt): audio for utt, audio in zip(utterances, samples)}
 
 

@@ -7,7 +7,11 @@ only its words come out and the LM is over words.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,22 +66,30 @@ class BeamOptions:
 
 
 class BeamDecoder(Decoder):
-    """Beam search with an optional n-gram LM and optional lexicon (torchaudio `ctc_decoder`)."""
+    """Beam search with an optional n-gram LM and optional lexicon (torchaudio `ctc_decoder`).
+
+    Everything KenLM and flashlight would reject is checked first and raised as one-line errors;
+    the LM is loaded once per process (decoders that differ only in their weights share it) and
+    KenLM's loading banner is kept off the terminal.
+    """
 
     def __init__(self, tokenizer: CharTokenizer, options: BeamOptions):
         from torchaudio.models.decoder import ctc_decoder
 
+        check_beam_options(options)
         if options.lm:
             check_arpa(options.lm)
-        if options.lexicon and not Path(options.lexicon).is_file():
-            raise MissingFileError(f"{options.lexicon}: no such lexicon")
+        tokens = [WORD_SEPARATOR if t == " " else t for t in tokenizer.vocab]
+        if options.lexicon:
+            check_lexicon(options.lexicon, tokens)
         self.tokenizer = tokenizer
         self.options = options
-        tokens = [WORD_SEPARATOR if t == " " else t for t in tokenizer.vocab]
+        lm = load_kenlm(str(options.lm), str(options.lexicon) if options.lexicon else None, tuple(tokens)) \
+            if options.lm else None
         self._decoder = ctc_decoder(
             lexicon=options.lexicon,
             tokens=tokens,
-            lm=options.lm,
+            lm=lm,
             beam_size=options.beam_size,
             beam_threshold=options.beam_threshold,
             lm_weight=options.lm_weight if options.lm else 0.0,
@@ -115,6 +127,61 @@ class BeamDecoder(Decoder):
             else:
                 texts.append(" ".join(self.tokenizer.decode(nbest[0].tokens.tolist()).replace("|", " ").split()))
         return texts
+
+
+def check_beam_options(options: BeamOptions) -> None:
+    if options.beam_size < 1:
+        raise InputError(f"beam size {options.beam_size}: must be 1 or more")
+    if options.beam_threshold <= 0:
+        raise InputError(f"beam threshold {options.beam_threshold}: must be above 0")
+
+
+def check_lexicon(path: str | Path, tokens: list[str]) -> None:
+    """Every word of the lexicon must be spelt with the model's tokens (`|` ends a word); the
+    first one that is not is a `InputError` naming the file, the line and the word."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no such lexicon")
+    known = set(tokens)
+    for n_line, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 2:
+            raise InputError(f"{path}:{n_line}: {fields[0]!r} has no spelling (expected 'WORD W O R D |')")
+        unknown = [t for t in fields[1:] if t not in known]
+        if unknown:
+            raise InputError(f"{path}:{n_line}: the model cannot spell {fields[0]!r}: "
+                             f"{', '.join(repr(t) for t in unknown)} not among its tokens")
+
+
+@functools.lru_cache(maxsize=2)
+def load_kenlm(lm: str, lexicon: str | None, tokens: tuple[str, ...]):
+    """KenLM over the words (lexicon) or the tokens (lexicon-free) that torchaudio's `ctc_decoder`
+    indexes them by; loaded once per process, with KenLM's banner kept off the terminal."""
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import create_word_dict, load_words
+
+    if lexicon:
+        word_dict = create_word_dict(load_words(lexicon))
+    else:  # as torchaudio builds it for a lexicon-free decoder with an LM
+        word_dict = create_word_dict({t: [[t]] for t in tokens} | {"<unk>": [["<unk>"]]})
+    with quiet_stderr():
+        return KenLM(lm, word_dict)
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence the process's stderr (file descriptor 2) for C++ code that prints on it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def decode_config(name: str) -> BeamOptions:

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from asr.data import Batch, BucketBatchSampler, UtteranceDataset, collate
 from asr.decoding import Decoder, GreedyDecoder
@@ -18,6 +17,7 @@ from asr.devices import to_device
 from asr.errors import InputError
 from asr.manifest import Utterance, atomic_write_text
 from asr.metrics import error_rates, normalize_text, utterance_wer
+from asr.progress import progress_bar
 from asr.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def forward_batches(
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
     device = recognizer.device
     try:
-        for batch in tqdm(loader, desc="decoding", unit="batch", disable=not progress, leave=False):
+        for batch in progress_bar(loader, progress, desc="decoding", unit="batch"):
             if not batch.utterances:
                 yield batch, None, None
                 continue

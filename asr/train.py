@@ -7,7 +7,6 @@ import io
 import itertools
 import logging
 import random
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from asr.config import feature_config, model_dims, specaugment_config
 from asr.data import (
@@ -30,13 +28,14 @@ from asr.data import (
     collate,
 )
 from asr.devices import pick_device, to_device
-from asr.errors import AsrError
 from asr.distributed import barrier, check_replicas, init_distributed, shutdown
+from asr.errors import AsrError
 from asr.evaluate import ctc_loss, decode_utterances, evaluate, format_report, score
 from asr.features import FeatureConfig, FeatureExtractor, StatsAccumulator
 from asr.manifest import Utterance, atomic_write_text, read_manifest
 from asr.metrics import normalize_text
 from asr.optim import AdamW, lr_factor, set_lr
+from asr.progress import progress_bar
 from asr.recognizer import Recognizer, load_recognizer, read_checkpoint
 from asr.tokenizer import CharTokenizer
 
@@ -53,7 +52,7 @@ def estimate_stats(features: FeatureConfig, utterances: list[Utterance], max_utt
     extractor = FeatureExtractor(features)
     accumulator = StatsAccumulator(features.n_features)
     dataset = UtteranceDataset(sample, None, features.sample_rate, cache=cache)
-    for utt, audio, _ in tqdm(dataset, desc="feature statistics", unit="utt", leave=False, disable=not progress):
+    for utt, audio, _ in progress_bar(dataset, progress, desc="feature statistics", unit="utt"):
         if audio is not None:
             feats, n_frames = extractor(audio[None], torch.tensor([audio.shape[0]]))
             accumulator.add(feats, n_frames)
@@ -243,8 +242,8 @@ def train(cfg: DictConfig) -> Path:
         n_batches = stream.epoch_length(epoch)  # sorts the corpus: once per epoch
         batches = WaitClock(itertools.islice(loader, n_batches), n_batches)
         counts = run_epoch(batches, step_fn, recognizer.output_lengths, state, schedule, cfg.train.max_nonfinite_batches,
-                           tqdm(desc=f"epoch {epoch + 1}/{cfg.train.epochs}", total=n_batches, unit="batch",
-                                leave=False, disable=not (rank.is_main and sys.stderr.isatty())), device)
+                           progress_bar(None, rank.is_main, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                                        total=n_batches, unit="batch"), device)
         state.epoch = epoch + 1
         if rank.distributed:
             check_replicas(recognizer, rank)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from asr.alignment import Word, align_words
 from asr.audio import AUDIO_EXTENSIONS, AudioError, audio_info, load_audio
 from asr.decoding import Decoder, GreedyDecoder
+from asr.progress import progress_bar
 from asr.recognizer import Recognizer
 from asr.segment import split_on_silence
 
@@ -89,15 +89,19 @@ def transcribe_files(
     """Transcribe each input in order; one that cannot be read yields a Transcript with `error`."""
     files = expand_inputs(paths)
     total = 0.0
+    rate = recognizer.features.sample_rate
     for path in files:
         try:
-            total += audio_info(path)[0]
+            seconds, file_rate = audio_info(path)
         except AudioError:
-            pass
-    bar = tqdm(total=round(total, 1), unit="audio s", desc="transcribing", disable=not progress, leave=False)
+            continue
+        total += seconds
+        if file_rate < rate:
+            log.warning("%s: recorded at %d Hz, below the %d Hz the model was trained on: it is up-sampled, but "
+                        "the model has not heard narrow-band audio and will make more errors", path, file_rate, rate)
+    bar = progress_bar(None, progress, total=round(total, 1), unit="audio s", desc="transcribing")
     group: list[tuple[str, np.ndarray | AudioError]] = []
     group_seconds = 0.0
-    rate = recognizer.features.sample_rate
     for path in files:
         try:
             audio = load_audio(path, rate)

@@ -20,22 +20,57 @@ def tune_decoder(
     base: BeamOptions,
     lm_weights: Sequence[float] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
     word_scores: Sequence[float] = (-1.0, 0.0, 1.0, 2.0),
+    max_extensions: int = 6,
 ) -> tuple[BeamOptions, list[dict]]:
     """The options with the lowest WER (then CER) on `utterances`, and every trial's scores.
 
-    The acoustic model runs once; each trial only re-runs the beam search on its outputs.
+    The acoustic model runs once and the LM is loaded once; each trial only re-runs the beam
+    search. Where the best setting lies on an edge of the grid, the grid grows past that edge
+    (by its outermost step) and the search goes on, up to `max_extensions` times: a best value on
+    the edge says only that the optimum lies beyond it. LM weights stay at 0 or above.
     """
     cached = [(b.utterances, lp.float().cpu(), n.cpu()) for b, lp, n in forward_batches(recognizer, utterances)
               if lp is not None]
-    trials = []
-    for lm_weight, word_score in itertools.product(lm_weights, word_scores):
-        options = replace(base, lm_weight=lm_weight, word_score=word_score)
-        decoder = BeamDecoder(recognizer.tokenizer, options)
-        decoded = DecodeResult()
-        for utts, log_probs, n_frames in cached:
-            decoded.hypotheses.update({u.id: t for u, t in zip(utts, decoder.decode(log_probs, n_frames))})
-        report = score(utterances, decoded)
-        trials.append({"lm_weight": lm_weight, "word_score": word_score, "wer": report["wer"], "cer": report["cer"]})
-        log.info("lm_weight %.2f word_score %.2f: WER %.2f CER %.2f", lm_weight, word_score, report["wer"], report["cer"])
+    results: dict[tuple[float, float], dict] = {}
+
+    def trial(lm_weight: float, word_score: float) -> dict:
+        key = (round(lm_weight, 6), round(word_score, 6))
+        if key not in results:
+            decoder = BeamDecoder(recognizer.tokenizer, replace(base, lm_weight=key[0], word_score=key[1]))
+            decoded = DecodeResult()
+            for utts, log_probs, n_frames in cached:
+                decoded.hypotheses.update({u.id: t for u, t in zip(utts, decoder.decode(log_probs, n_frames))})
+            report = score(utterances, decoded)
+            results[key] = {"lm_weight": key[0], "word_score": key[1], "wer": report["wer"], "cer": report["cer"]}
+            log.info("lm_weight %.2f word_score %.2f: WER %.2f CER %.2f", *key, report["wer"], report["cer"])
+        return results[key]
+
+    weights, scores = sorted(set(lm_weights)), sorted(set(word_scores))
+    for extension in range(max_extensions + 1):
+        for lm_weight, word_score in itertools.product(weights, scores):
+            trial(lm_weight, word_score)
+        best = min(results.values(), key=lambda t: (t["wer"], t["cer"]))
+        grown = False
+        if best["word_score"] == scores[-1] and len(scores) > 1:
+            scores.append(scores[-1] + (scores[-1] - scores[-2]))
+            grown = True
+        elif best["word_score"] == scores[0] and len(scores) > 1:
+            scores.insert(0, scores[0] - (scores[1] - scores[0]))
+            grown = True
+        if best["lm_weight"] == weights[-1] and len(weights) > 1:
+            weights.append(weights[-1] + (weights[-1] - weights[-2]))
+            grown = True
+        elif best["lm_weight"] == weights[0] and weights[0] > 0 and len(weights) > 1:
+            weights.insert(0, max(0.0, weights[0] - (weights[1] - weights[0])))
+            grown = True
+        if not grown:
+            break
+        if extension == max_extensions:
+            log.warning("the best setting is still on the grid's edge after %d extensions: lm_weight %s, word_score %s",
+                        max_extensions, best["lm_weight"], best["word_score"])
+        else:
+            log.info("best on the grid's edge (lm_weight %s, word_score %s): searching past it",
+                     best["lm_weight"], best["word_score"])
+    trials = list(results.values())
     best = min(trials, key=lambda t: (t["wer"], t["cer"]))
     return replace(base, lm_weight=best["lm_weight"], word_score=best["word_score"]), trials

@@ -39,6 +39,18 @@ def render(transcript, fmt: str) -> str:
     raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)} or all")
 
 
+def check_output_names(paths: list[Path]) -> None:
+    """Outputs are named by each input's stem: two inputs with one stem (`a/x.wav`, `b/x.flac`)
+    would overwrite each other's files, so they are refused, before any decoding."""
+    first: dict[str, Path] = {}
+    for path in paths:
+        stem = Path(path).stem
+        if stem in first and Path(first[stem]) != Path(path):
+            raise InputError(f"{first[stem]} and {path} would both write {stem}.*: transcribe them in separate "
+                             "runs with different --output-dir, or rename one")
+        first.setdefault(stem, path)
+
+
 def write_outputs(transcript, formats: list[str], output_dir: str | Path) -> list[Path]:
     """Write `<output_dir>/<input stem>.<fmt>` for each format; returns the paths."""
     stem = Path(transcript.path).stem

@@ -52,3 +52,32 @@ def test_bad_files_raise_naming_file_and_reason(tmp_path, make, reason):
 
 def test_info_gives_duration(tmp_path):
     assert audio_info(write_tone(tmp_path / "t.flac", 1.25)) == (1.25, 16000)
+
+
+@pytest.mark.parametrize("file_rate, start, duration", [(48000, 0.0, None), (44100, 0.3, 1.1), (8000, 0.0, None),
+                                                        (16000, 0.25, 0.5)])
+def test_block_by_block_reading_equals_reading_the_whole_file(tmp_path, monkeypatch, file_rate, start, duration):
+    """Reference: the whole stretch down-mixed by numpy and resampled by torchaudio in one call."""
+    import torch
+    import torchaudio.functional as AF
+
+    import asr.audio
+
+    rng = np.random.default_rng(0)
+    stereo = (rng.normal(0, 0.1, (int(2.0 * file_rate), 2))).astype(np.float32)
+    sf.write(str(tmp_path / "s.wav"), stereo, file_rate, subtype="FLOAT")
+    first = int(round(start * file_rate))
+    last = len(stereo) if duration is None else first + int(round(duration * file_rate))
+    expected = AF.resample(torch.from_numpy(stereo[first:last].mean(axis=1)), file_rate, 16000).numpy()
+    monkeypatch.setattr(asr.audio, "BLOCK_SECONDS", 0.1)  # many blocks
+    audio = load_audio(tmp_path / "s.wav", 16000, start, duration)
+    assert audio.shape == expected.shape
+    np.testing.assert_allclose(audio, expected, atol=2e-6)
+
+
+def test_non_finite_samples_are_refused_naming_the_file(tmp_path):
+    samples = np.zeros(16000, dtype=np.float32)
+    samples[12345] = np.inf
+    sf.write(str(tmp_path / "inf.wav"), samples, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"inf.wav: samples that are not finite \(NaN or inf\), first at sample 12345"):
+        load_audio(tmp_path / "inf.wav")

@@ -1,7 +1,7 @@
 import json
-from pathlib import Path
 import logging
 import tarfile
+from pathlib import Path
 
 import pytest
 from conftest import write_corrupt, write_empty, write_tone

@@ -5,9 +5,9 @@ from conftest import write_corrupt, write_tone
 from asr.data import (
     BucketBatchSampler,
     EpochStream,
-    cache_key,
     UtteranceDataset,
     cache_audio,
+    cache_key,
     collate,
 )
 from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
