@@ -1,0 +1,238 @@
+"""The `asr` command as a user meets it: one-line errors with documented exit codes, flags that
+are checked, decoder options that mean what they say, resources that are asked for."""
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import AN4_FIXTURE, write_tone
+
+from asr.cli import build_parser, main
+from asr.manifest import Utterance, write_manifest
+from asr.recognizer import BUILTIN_DIR
+
+SAMPLES = BUILTIN_DIR / "samples"
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("asr: error: ") and "\n" not in err, err
+    return err
+
+
+def test_version_and_train_help_with_groups(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == "asr 0.1.0"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "model: bigru, compact, ds2" in out and "--print-config" in out and "exit codes" in out
+
+
+def test_print_config_shows_the_composed_configuration(capsys):
+    assert main(["train", "experiment=an4_cpu", "train.epochs=7", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs: 7" in out and "out_dir: exp/an4_cpu" in out
+
+
+@pytest.mark.parametrize("override, named", [
+    ("train.epoch=3", "train.epoch"),  # a typo: was a 60-line traceback
+    ("model=nope", "model/nope"),  # an unknown group option
+    ("train.epochs=abc", "train.epochs='abc': expected an integer"),  # was caught after the model was built
+    ("train.cache_audio=maybe", "train.cache_audio='maybe': expected true or false"),
+    ("train.epochs=0", "train.epochs=0: must be above 0"),
+    ("model.rnn_type=rnn", "model.rnn_type must be lstm or gru"),
+])
+def test_configuration_mistakes_are_one_line_before_any_work(override, named, capsys, tmp_path):
+    assert main(["train", override, f"out_dir={tmp_path / 'exp'}"]) == 2
+    assert named in one_line_error(capsys)
+    assert not (tmp_path / "exp").exists()
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["transcribe", "--batch-size", "-3", "x.wav"], "--batch-size: -3 must be above 0"),
+    (["transcribe", "--beam-size", "0", "--decoder", "beam", "x.wav"], "--beam-size: 0 must be above 0"),
+    (["transcribe", "--max-segment-seconds", "abc", "x.wav"], "is not a number"),
+    (["lm", "build", "--order", "7", "--text", "t.txt", "--out", "x.arpa"], "invalid choice: 7"),
+])
+def test_bad_flag_values_are_refused(argv, named, capsys):
+    """--batch-size -3 and --beam-size 0 once printed empty transcripts and exited 0."""
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2 and named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--decoder", "greedy", "--lm-weight", "2"], "--lm-weight: not used by --decoder greedy"),
+    (["--decoder", "greedy", "--beam-size", "5"], "--beam-size: not used by --decoder greedy"),
+    (["--decoder", "beam", "--lm", "x.arpa"], "--lm: not used by --decoder beam"),
+])
+def test_options_that_do_not_apply_to_the_decoder_are_refused(argv, named, capsys):
+    assert main(["transcribe", str(SAMPLES), *argv]) == 2
+    assert named in one_line_error(capsys)
+
+
+def test_decoder_beam_means_beam_without_an_lm_whatever_decoder_json_says():
+    from asr.cli import _load
+
+    assert (BUILTIN_DIR / "decoder.json").is_file()  # tuned LM settings beside the built-in model
+    _, beam = _load(build_parser().parse_args(["transcribe", "x.wav", "--decoder", "beam"]))
+    assert beam.options.lm is None and beam.options.lexicon is None and beam.options.word_score == 0.0
+    _, lm = _load(build_parser().parse_args(["transcribe", "x.wav", "--decoder", "lm"]))
+    assert lm.options.lm.endswith("words.arpa") and lm.options.lexicon.endswith("lexicon.txt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_device_cuda_without_a_gpu_is_one_line_with_exit_code_3(capsys):
+    assert main(["transcribe", str(SAMPLES), "--device", "cuda"]) == 3
+    assert "no CUDA GPU is available here" in one_line_error(capsys)
+
+
+def test_no_network_is_one_line_with_exit_code_3(tmp_path, capsys):
+    # Nothing listens on port 9 of this machine: the connection is refused at once, as offline.
+    assert main(["prepare", "an4", "--src", "http://127.0.0.1:9/an4_sphere.tar.gz", "--out", str(tmp_path)]) == 3
+    err = one_line_error(capsys)
+    assert "download failed" in err and "--src" in err
+    assert not list((tmp_path / "download").glob("*.part"))
+
+
+@pytest.mark.parametrize("code, said", [(errno.ENOSPC, "no space left on the device"),
+                                        (errno.EROFS, "read-only file system")])
+def test_a_full_disk_or_read_only_folder_is_said_so(monkeypatch, tmp_path, capsys, code, said):
+    import asr.writers
+
+    def refuse(path, text):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(asr.writers, "atomic_write_text", refuse)
+    out = tmp_path / "out"
+    assert main(["transcribe", str(SAMPLES / "an406-fcaw-b.flac"), "--format", "txt", "--output-dir", str(out)]) == 3
+    assert one_line_error(capsys) == f"asr: error: {out / 'an406-fcaw-b.txt'}: {said}"
+
+
+def test_a_bug_in_our_code_keeps_its_traceback(monkeypatch):
+    import asr.evaluate
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(asr.evaluate, "decode_utterances", broken)
+    manifest = write_manifest([Utterance("a", str(SAMPLES / "an406-fcaw-b.flac"), 1.0, "A")],
+                              Path(os.environ.get("TMPDIR", "/tmp")) / f"bug-{os.getpid()}.jsonl")
+    with pytest.raises(KeyError, match="a bug"):
+        main(["evaluate", "--manifest", str(manifest)])
+
+
+def test_transcribe_refuses_two_inputs_that_would_write_one_file_before_decoding(tmp_path, capsys):
+    """a/x.wav and b/x.flac both wrote OUT/x.txt, silently."""
+    first = write_tone(tmp_path / "a" / "x.wav", 0.5)
+    second = write_tone(tmp_path / "b" / "x.flac", 0.5)
+    out = tmp_path / "out"
+    assert main(["transcribe", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "txt",
+                 "--output-dir", str(out)]) == 2
+    err = one_line_error(capsys)
+    assert str(first) in err and str(second) in err and "x.*" in err
+    assert not out.exists()
+
+
+def test_a_lexicon_word_the_model_cannot_spell_is_named(tmp_path):
+    from asr.decoding import BeamDecoder, BeamOptions
+    from asr.errors import InputError
+    from asr.tokenizer import BLANK, CharTokenizer
+
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("AB A B |\nCAFÉ C A F É |\n")
+    with pytest.raises(InputError, match=r"lexicon.txt:2: the model cannot spell 'CAFÉ': 'C', 'F', 'É'"):
+        BeamDecoder(CharTokenizer([BLANK, " ", "A", "B"]), BeamOptions(lexicon=str(lexicon)))
+
+
+def test_kenlm_is_loaded_once_and_its_banner_never_reaches_the_user(capfd):
+    from asr.decoding import BeamDecoder, BeamOptions, load_kenlm
+    from asr.recognizer import load_recognizer
+
+    tokenizer = load_recognizer().tokenizer
+    load_kenlm.cache_clear()
+    options = BeamOptions(lm=str(BUILTIN_DIR / "words.arpa"), lexicon=str(BUILTIN_DIR / "lexicon.txt"))
+    for weight in (0.5, 1.0, 2.0):  # as tune-decoder builds one decoder per setting
+        BeamDecoder(tokenizer, BeamOptions(**{**options.__dict__, "lm_weight": weight}))
+    assert load_kenlm.cache_info().misses == 1
+    err = capfd.readouterr().err
+    assert "Loading the LM" not in err and "----5---10" not in err
+
+
+def test_the_tuning_grid_grows_past_its_edges(monkeypatch):
+    """Both tuned word scores once sat at the grid's maximum of 2.0. Here each point of word score
+    brings one more word, until all six come at a word score of 4: a grid of -1..2 must grow to find it."""
+    import asr.tune
+    from asr.decoding import BeamOptions
+    from asr.tune import tune_decoder
+
+    utt = Utterance("u", "u.wav", 1.0, "A B C D E F")
+
+    class Batch:
+        utterances = [utt]
+
+    class FakeDecoder:
+        def __init__(self, tokenizer, options):
+            self.options = options
+
+        def decode(self, log_probs, n_frames):
+            n_words = int(min(6, max(0, self.options.word_score + 2)))
+            return [" ".join("ABCDEF"[:n_words])]
+
+    class FakeRecognizer:
+        tokenizer = None
+
+    monkeypatch.setattr(asr.tune, "forward_batches", lambda rec, utts: [(Batch, torch.zeros(1, 1, 2), torch.ones(1))])
+    monkeypatch.setattr(asr.tune, "BeamDecoder", FakeDecoder)
+    best, trials = tune_decoder(FakeRecognizer(), [utt], BeamOptions(lm="x"), lm_weights=(0.5, 1.0),
+                                word_scores=(-1.0, 0.0, 1.0, 2.0))
+    assert best.word_score == 4.0
+    assert {t["word_score"] for t in trials} >= {3.0, 4.0, 5.0}
+
+
+def fixture_manifest(tmp_path) -> Path:
+    utts = []
+    for line in (AN4_FIXTURE / "text").read_text().splitlines():
+        utt_id, text = line.split(" ", 1)
+        path = AN4_FIXTURE / f"{utt_id}.flac"
+        utts.append(Utterance(utt_id, str(path), sf.info(str(path)).duration, text))
+    return write_manifest(utts, tmp_path / "m.jsonl")
+
+
+def test_threads_flag_sets_torchs_threads(tmp_path, capsys):
+    before = torch.get_num_threads()
+    try:
+        assert main(["evaluate", "--manifest", str(fixture_manifest(tmp_path)), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_progress_bars_stay_out_of_pipes_and_logs(tmp_path):
+    """Training logged "feature statistics: 0%|" bars into its log file."""
+    from test_train import overrides, tiny_corpus
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    manifest = tiny_corpus(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "asr", "train", *overrides(tmp_path, manifest, 1)],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "epoch 1:" in run.stderr
+    assert "\r" not in run.stderr and "statistics" not in run.stderr and "%|" not in run.stderr
+
+
+def test_narrow_band_input_gets_a_warning(tmp_path, caplog):
+    import torchaudio.functional as AF
+
+    audio, rate = sf.read(str(SAMPLES / "an406-fcaw-b.flac"), dtype="float32")
+    narrow = AF.resample(torch.from_numpy(audio), rate, 8000).numpy()
+    sf.write(str(tmp_path / "phone.wav"), np.clip(narrow, -1, 1), 8000)
+    assert main(["transcribe", str(tmp_path / "phone.wav")]) == 0
+    assert "phone.wav: recorded at 8000 Hz, below the 16000 Hz the model was trained on" in caplog.text
