@@ -280,3 +280,27 @@ def test_infeasible_targets_are_counted(tmp_path):
     write_manifest(utts, manifest)
     train(compose_config(overrides(tmp_path, manifest, 1)))
     assert metrics(tmp_path)[0]["infeasible"] == "1"
+
+
+def test_training_text_is_normalised_as_scoring_normalises_it(tmp_path):
+    """Case, punctuation and a decomposed accent once became output symbols of their own."""
+    utts = []
+    for i, text in enumerate(["ab", "AB.", "Ab, ba!", "BA", "e\u0301a", "ÉA"]):
+        path = write_tone(tmp_path / "audio" / f"u{i}.wav", 0.4 + 0.05 * i)
+        utts.append(Utterance(f"u{i}", str(path), 0.4 + 0.05 * i, text))
+    manifest = write_manifest(utts, tmp_path / "train.jsonl")
+    best = train(compose_config(overrides(tmp_path, manifest, 1)))
+    assert read_checkpoint(best)["vocab"] == ["<blank>", " ", "A", "B", "É"]
+
+
+def test_lm_build_normalises_its_text_as_scoring_does(tmp_path, capsys):
+    from asr.cli import main
+    from asr.lm import read_arpa
+
+    text = tmp_path / "t.txt"
+    text.write_text("Hello, world!\nhello WORLD\n")
+    assert main(["lm", "build", "--order", "2", "--text", str(text), "--out", str(tmp_path / "lm.arpa"),
+                 "--lexicon", str(tmp_path / "lexicon.txt")]) == 0
+    words = {ngram[0] for ngram in read_arpa(tmp_path / "lm.arpa").logprob[0]}
+    assert words == {"<s>", "</s>", "<unk>", "HELLO", "WORLD"}
+    assert (tmp_path / "lexicon.txt").read_text() == "HELLO H E L L O |\nWORLD W O R L D |\n"
