@@ -1,6 +1,7 @@
 """Hydra composition of the training configuration (conf/, shipped as package `asr.conf`)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -41,6 +42,13 @@ def _compose(overrides: Sequence[str], name: str) -> DictConfig:
             return compose(config_name=name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+        cause = error.__cause__
+        if cause is not None and str(cause).strip():  # e.g. "Key 'epoch' is not in struct"
+            first += f" {str(cause).strip().splitlines()[0]}"
+        missing = re.search(r"Could not find '(\w+)/", first)
+        if missing and (config_dir() / missing.group(1)).is_dir():
+            options = sorted(p.stem for p in (config_dir() / missing.group(1)).glob("*.yaml"))
+            first += f"; {missing.group(1)} options: {', '.join(options)}"
         raise ConfigError(f"configuration: {first} (groups: {', '.join(GROUPS)}; "
                           "`asr train --print-config` shows every setting)") from None
 
