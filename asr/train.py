@@ -28,7 +28,7 @@ from asr.data import (
     collate,
 )
 from asr.devices import pick_device, to_device
-from asr.distributed import barrier, check_replicas, init_distributed, shutdown
+from asr.distributed import Rank, barrier, check_replicas, init_distributed, shutdown
 from asr.errors import AsrError
 from asr.evaluate import ctc_loss, decode_utterances, evaluate, format_report, score
 from asr.features import FeatureConfig, FeatureExtractor, StatsAccumulator
@@ -164,6 +164,36 @@ def start_out_dir(out_dir: Path, cfg: DictConfig, resuming: bool) -> None:
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "test.json")
 
 
+@dataclass
+class Run:
+    """What a run is built from: made by `start_run`, before anything is written."""
+
+    cfg: DictConfig
+    rank: Rank
+    device: torch.device
+    recognizer: Recognizer
+    model: torch.nn.Module  # the recogniser, or its DistributedDataParallel wrapper
+    optimizer: AdamW
+    scaler: torch.amp.GradScaler
+    sampler: BucketBatchSampler
+    state: TrainingState
+    train_utts: list[Utterance]
+    dev_utts: list[Utterance]
+    test_utts: list[Utterance]
+    sample_rate: int
+    cache: dict | None
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.cfg.out_dir)
+
+    def lr(self) -> float:
+        """The learning rate of the next step: warm-up, then cosine decay over the whole run."""
+        o = self.cfg.optim
+        total = self.cfg.train.epochs * len(self.sampler)
+        return o.lr * lr_factor(self.state.step, total, o.warmup_fraction, o.final_lr_ratio)
+
+
 def train(cfg: DictConfig) -> Path:
     """Train as `cfg` says; returns the path of the best checkpoint (by dev WER).
 
@@ -171,13 +201,50 @@ def train(cfg: DictConfig) -> Path:
     logs and writes checkpoints.
     """
     rank, device = init_distributed(pick_device(cfg.device))
-    out_dir = Path(cfg.out_dir)
-    resuming = bool(cfg.train.resume)
+    run = start_run(cfg, rank, device)
+    stream = EpochStream(run.sampler, run.state.epoch, cfg.train.epochs)
+    dataset = UtteranceDataset(run.train_utts, run.recognizer.tokenizer, run.sample_rate, cfg.train.speeds, run.cache,
+                               seed=cfg.seed)
+    loader = iter(DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=cfg.train.num_workers,
+                             pin_memory=device.type == "cuda"))
+    writer = _tensorboard(run.out_dir) if rank.is_main and cfg.train.tensorboard else None
+    step_fn = partial(train_step, model=run.model, optimizer=run.optimizer, scaler=run.scaler, device=device,
+                      autocast=_autocast(device, cfg.train.precision), grad_clip=cfg.train.grad_clip,
+                      distributed=rank.distributed)
+    for epoch in range(run.state.epoch, cfg.train.epochs):
+        seed_everything(cfg.seed, epoch, rank.rank)
+        run.recognizer.train()
+        started = time.time()
+        n_batches = stream.epoch_length(epoch)  # sorts the corpus: once per epoch
+        batches = WaitClock(itertools.islice(loader, n_batches), n_batches)
+        bar = progress_bar(None, rank.is_main, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", total=n_batches,
+                           unit="batch")
+        counts = run_epoch(batches, step_fn, run.recognizer.output_lengths, run.state, run.lr,
+                           cfg.train.max_nonfinite_batches, bar, device)
+        run.state.epoch = epoch + 1
+        if rank.distributed:
+            check_replicas(run.recognizer, rank)
+        row = epoch_row(run.state, run.lr(), counts, time.time() - started, batches.waited, rank.world)
+        end_epoch(run, row, writer)
+    if writer is not None:
+        writer.close()
+    shutdown(rank)
+    best = run.out_dir / "best.pt"
+    best = best if best.exists() else run.out_dir / "last.pt"
+    if rank.is_main and cfg.train.test_best:
+        test_checkpoint(best, run.test_utts, cfg.data.test, run.out_dir / "test.json", device,
+                        cfg.train.max_batch_seconds)
+    return best
+
+
+def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
+    """Read the manifests (and the checkpoint to resume from), build the model and the optimizer:
+    everything that can fail at start-up fails here, before the output folder is touched."""
+    out_dir, resuming = Path(cfg.out_dir), bool(cfg.train.resume)
     check_out_dir(out_dir, resuming, cfg.train.overwrite)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed, -1, 0)  # the model's initial weights: the same in every process
-
     train_utts = read_manifest(cfg.data.train)
     dev_utts = read_manifest(cfg.data.dev) if cfg.data.get("dev") else []
     if cfg.train.test_best and not cfg.data.get("test"):
@@ -191,98 +258,75 @@ def train(cfg: DictConfig) -> Path:
     sample_rate = resume["features"]["sample_rate"] if resume is not None else feature_config(cfg).sample_rate
     cache = cache_audio(train_utts + dev_utts, sample_rate, progress=rank.is_main) if cfg.train.cache_audio else None
     recognizer = build_recognizer(cfg, train_utts, resume, rank.is_main, cache).to(device)
+    # No device_ids: DDP would then copy every input to the GPU, and the lengths must stay on the host.
     model = DistributedDataParallel(recognizer) if rank.distributed else recognizer
-    # No device_ids above: DDP would then copy every input to the GPU, and the lengths must stay on the host.
     o = cfg.optim
     optimizer = AdamW(recognizer.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
                       decay_vectors=o.decay_vectors)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.precision == "fp16")
     sampler = BucketBatchSampler([u.duration for u in train_utts], cfg.train.max_batch_seconds,
                                  cfg.train.max_batch, True, cfg.seed, rank.rank, rank.world)
-    total_steps = cfg.train.epochs * len(sampler)
-    state = TrainingState()
+    run = Run(cfg, rank, device, recognizer, model, optimizer, scaler, sampler, TrainingState(), train_utts, dev_utts,
+              test_utts, sample_rate, cache)
     if resume is not None:
-        state.load_state_dict(resume)
-        optimizer.load_state_dict(resume["optimizer"])
-        if resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        if resume.get("world", rank.world) != rank.world:
-            # Another number of processes takes another number of steps per epoch: the schedule
-            # goes on from the same share of the training, in this run's steps.
-            state.step = state.epoch * len(sampler)
-            if rank.is_main:
-                log.info("the checkpoint was written by %d process(es), this run has %d: the learning-rate "
-                         "schedule continues from step %d of %d", resume["world"], rank.world, state.step, total_steps)
+        resume_from(run, resume)
     if rank.is_main:
         start_out_dir(out_dir, cfg, resuming)
         if resume is not None:
-            log.info("resuming from %s after epoch %d", cfg.train.resume, state.epoch)
-            _trim_metrics(out_dir, state.epoch)
+            log.info("resuming from %s after epoch %d", cfg.train.resume, run.state.epoch)
+            _trim_metrics(out_dir, run.state.epoch)
         log.info("model: %s, %.2f M parameters, %d process(es)", cfg.model.name,
                  recognizer.model.n_parameters() / 1e6, rank.world)
+    return run
 
-    def schedule(step: int) -> float:
-        return o.lr * lr_factor(step, total_steps, o.warmup_fraction, o.final_lr_ratio)
 
-    dataset = UtteranceDataset(train_utts, recognizer.tokenizer, sample_rate, cfg.train.speeds, cache, seed=cfg.seed)
-    dev_data = UtteranceDataset(dev_utts, recognizer.tokenizer, sample_rate, cache=cache)
-    stream = EpochStream(sampler, state.epoch, cfg.train.epochs)
-    loader = iter(DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=cfg.train.num_workers,
-                             pin_memory=device.type == "cuda"))
-    autocast = _autocast(device, cfg.train.precision)
-    writer = _tensorboard(out_dir) if rank.is_main and cfg.train.tensorboard else None
-    config_dict = OmegaConf.to_container(cfg, resolve=True)
-    step_fn = partial(train_step, model=model, optimizer=optimizer, scaler=scaler, device=device, autocast=autocast,
-                      grad_clip=cfg.train.grad_clip, distributed=rank.distributed)
+def resume_from(run: Run, checkpoint: dict) -> None:
+    """The training state, the optimizer's and the GradScaler's, as `end_epoch` saved them."""
+    run.state.load_state_dict(checkpoint)
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    if checkpoint.get("scaler"):
+        run.scaler.load_state_dict(checkpoint["scaler"])
+    if checkpoint.get("world", run.rank.world) != run.rank.world:
+        # Another number of processes takes another number of steps per epoch: the schedule
+        # goes on from the same share of the training, in this run's steps.
+        run.state.step = run.state.epoch * len(run.sampler)
+        if run.rank.is_main:
+            log.info("the checkpoint was written by %d process(es), this run has %d: the learning-rate schedule "
+                     "continues from step %d of %d", checkpoint["world"], run.rank.world, run.state.step,
+                     run.cfg.train.epochs * len(run.sampler))
 
-    for epoch in range(state.epoch, cfg.train.epochs):
-        seed_everything(cfg.seed, epoch, rank.rank)
-        recognizer.train()
-        started = time.time()
-        n_batches = stream.epoch_length(epoch)  # sorts the corpus: once per epoch
-        batches = WaitClock(itertools.islice(loader, n_batches), n_batches)
-        counts = run_epoch(batches, step_fn, recognizer.output_lengths, state, schedule, cfg.train.max_nonfinite_batches,
-                           progress_bar(None, rank.is_main, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                                        total=n_batches, unit="batch"), device)
-        state.epoch = epoch + 1
-        if rank.distributed:
-            check_replicas(recognizer, rank)
-        checked = state.epoch == cfg.train.epochs or state.epoch % cfg.train.check_every == 0
-        if not rank.is_main:
-            if checked:
-                barrier(rank)  # rank 0 evaluates and saves meanwhile
-            continue
-        epoch_seconds = time.time() - started
-        row = epoch_row(state, schedule(state.step), counts, epoch_seconds, batches.waited, rank.world)
-        if not checked:
-            log.info("epoch %d: %s", state.epoch, _format_row(row))
-            _log_metrics(out_dir, row, writer)
-            continue
-        if dev_utts:
-            dev = score(dev_utts, decode_utterances(recognizer, dev_data, max_batch_seconds=cfg.train.max_batch_seconds))
-            row.update(dev_loss=dev["loss"], dev_cer=dev["cer"], dev_wer=dev["wer"])
-        log.info("epoch %d: %s", state.epoch, _format_row(row))
-        # Without a dev set the latest model is the best one we know of.
-        is_best = not dev_utts or row["dev_wer"] <= state.best_wer
-        if dev_utts:
-            state.best_wer = min(state.best_wer, row["dev_wer"])
-        # Before the checkpoints: a resumed run drops the rows of epochs after its checkpoint.
-        _log_metrics(out_dir, row, writer)
-        # best.pt before last.pt: a kill between the two leaves last.pt one epoch behind (that epoch
-        # runs again on resume), never a last.pt that counts on a best.pt that was not written.
-        if is_best:
-            recognizer.save(out_dir / "best.pt", epoch=epoch, metrics=row, config=config_dict)
-        recognizer.save(out_dir / "last.pt", **state.state_dict(), world=rank.world, metrics=row, config=config_dict,
-                        optimizer=optimizer.state_dict(), scaler=scaler.state_dict())
-        barrier(rank)
-    if writer is not None:
-        writer.close()
-    shutdown(rank)
-    best = out_dir / "best.pt"
-    best = best if best.exists() else out_dir / "last.pt"
-    if rank.is_main and cfg.train.test_best:
-        test_checkpoint(best, test_utts, cfg.data.test, out_dir / "test.json", device, cfg.train.max_batch_seconds)
-    return best
+
+def end_epoch(run: Run, row: dict, writer) -> None:
+    """Log the epoch; every `check_every` epochs and at the end, score dev and write checkpoints
+    (process 0; the others wait)."""
+    cfg, state = run.cfg, run.state
+    checked = state.epoch == cfg.train.epochs or state.epoch % cfg.train.check_every == 0
+    if not run.rank.is_main:
+        if checked:
+            barrier(run.rank)  # process 0 evaluates and saves meanwhile
+        return
+    if checked and run.dev_utts:
+        dev_data = UtteranceDataset(run.dev_utts, run.recognizer.tokenizer, run.sample_rate, cache=run.cache)
+        dev = score(run.dev_utts, decode_utterances(run.recognizer, dev_data,
+                                                    max_batch_seconds=cfg.train.max_batch_seconds))
+        row.update(dev_loss=dev["loss"], dev_cer=dev["cer"], dev_wer=dev["wer"])
+    log.info("epoch %d: %s", state.epoch, _format_row(row))
+    # Before the checkpoints: a resumed run drops the rows of epochs after its checkpoint.
+    _log_metrics(run.out_dir, row, writer)
+    if not checked:
+        return
+    # Without a dev set the latest model is the best one we know of.
+    is_best = not run.dev_utts or row["dev_wer"] <= state.best_wer
+    if run.dev_utts:
+        state.best_wer = min(state.best_wer, row["dev_wer"])
+    config = OmegaConf.to_container(cfg, resolve=True)
+    # best.pt before last.pt: a kill between the two leaves last.pt one epoch behind (that epoch
+    # runs again on resume), never a last.pt that counts on a best.pt that was not written.
+    if is_best:
+        run.recognizer.save(run.out_dir / "best.pt", epoch=state.epoch - 1, metrics=row, config=config)
+    run.recognizer.save(run.out_dir / "last.pt", **state.state_dict(), world=run.rank.world, metrics=row,
+                        config=config, optimizer=run.optimizer.state_dict(), scaler=run.scaler.state_dict())
+    barrier(run.rank)
 
 
 def train_step(batch: Batch, lr: float, *, model, optimizer, scaler, device, autocast, grad_clip: float,
@@ -322,9 +366,10 @@ class NonFiniteStep(Exception):
     """A batch whose loss or gradient was NaN or infinite: no update was made."""
 
 
-def run_epoch(batches, step_fn, output_lengths, state: TrainingState, schedule, max_nonfinite: int, progress,
+def run_epoch(batches, step_fn, output_lengths, state: TrainingState, lr, max_nonfinite: int, progress,
               device) -> EpochCounts:
-    """One pass over `batches`: updates `state.step`, counts what was skipped."""
+    """One pass over `batches`: updates `state.step` (`lr()` gives the next step's learning rate),
+    counts what was skipped."""
     counts = EpochCounts(loss_sum=torch.zeros((), device=device))  # summed on the device: no sync per step
     for batch in batches:
         progress.update()
@@ -332,7 +377,7 @@ def run_epoch(batches, step_fn, output_lengths, state: TrainingState, schedule, 
         if batch.utterances:
             counts.n_infeasible += n_infeasible(batch.targets, batch.n_targets, output_lengths(batch.n_samples))
         try:
-            loss = step_fn(batch, schedule(state.step))
+            loss = step_fn(batch, lr())
         except NonFiniteStep:
             counts.n_nonfinite += 1
             state.nonfinite_in_a_row += 1
