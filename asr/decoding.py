@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from asr.errors import InputError, MissingFileError
-from asr.lm import check_arpa
+from asr.lm import ArpaError, check_arpa
 from asr.manifest import atomic_write_text
 from asr.tokenizer import BLANK, CharTokenizer
 
@@ -166,8 +166,11 @@ def load_kenlm(lm: str, lexicon: str | None, tokens: tuple[str, ...]):
         word_dict = create_word_dict(load_words(lexicon))
     else:  # as torchaudio builds it for a lexicon-free decoder with an LM
         word_dict = create_word_dict({t: [[t]] for t in tokens} | {"<unk>": [["<unk>"]]})
-    with quiet_stderr():
-        return KenLM(lm, word_dict)
+    try:
+        with quiet_stderr():
+            return KenLM(lm, word_dict)
+    except Exception as error:  # KenLM raises plain RuntimeErrors (e.g. for a damaged binary file)
+        raise ArpaError(f"{lm}: KenLM could not load it ({str(error).strip().splitlines()[-1]})") from None
 
 
 @contextlib.contextmanager

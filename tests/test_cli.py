@@ -236,3 +236,11 @@ def test_narrow_band_input_gets_a_warning(tmp_path, caplog):
     sf.write(str(tmp_path / "phone.wav"), np.clip(narrow, -1, 1), 8000)
     assert main(["transcribe", str(tmp_path / "phone.wav")]) == 0
     assert "phone.wav: recorded at 8000 Hz, below the 16000 Hz the model was trained on" in caplog.text
+
+
+def test_a_damaged_kenlm_binary_is_one_line(tmp_path, capsys):
+    damaged = tmp_path / "lm.bin"
+    damaged.write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\0" + b"\x07" * 200)
+    assert main(["transcribe", str(SAMPLES / "an406-fcaw-b.flac"), "--decoder", "lm", "--lm", str(damaged),
+                 "--lexicon", str(BUILTIN_DIR / "lexicon.txt")]) == 2
+    assert f"{damaged}: KenLM could not load it" in one_line_error(capsys)
