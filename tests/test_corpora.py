@@ -190,3 +190,12 @@ def test_speechocean762_train_imports_every_utterance():
     utts = prepare_kaldi(SPEECHOCEAN / "train", audio_root=SPEECHOCEAN)
     assert len(utts) == 2500 and len({u.speaker for u in utts}) == 125
     assert 2.8 < sum(u.duration for u in utts) / 3600 < 2.95
+
+
+def test_preparing_refuses_a_duplicate_utterance_id(tmp_path):
+    from asr.manifest import Candidate, ManifestError, check_candidates
+
+    audio = str(write_tone(tmp_path / "a.wav", 0.5))
+    with pytest.raises(ManifestError, match="corpus X: utterance id 'u1' is used twice"):
+        check_candidates([Candidate("u1", audio, "A"), Candidate("u2", audio, "B"), Candidate("u1", audio, "C")],
+                         "corpus X")
