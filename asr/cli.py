@@ -27,6 +27,24 @@ def _prepare_an4(args) -> int:
     return 0
 
 
+def _prepare_corpus(args) -> int:
+    """LibriSpeech, Common Voice, TED-LIUM 3, speechocean762: each writes one manifest per split."""
+    from asr.corpora.commonvoice import prepare_commonvoice
+    from asr.corpora.librispeech import prepare_librispeech
+    from asr.corpora.speechocean762 import prepare_speechocean762
+    from asr.corpora.tedlium import prepare_tedlium
+
+    if args.corpus == "librispeech":
+        prepare_librispeech(args.src, args.out, args.parts)
+    elif args.corpus == "commonvoice":
+        prepare_commonvoice(args.src, args.out, args.splits)
+    elif args.corpus == "tedlium":
+        prepare_tedlium(args.src, args.out, args.splits)
+    else:
+        prepare_speechocean762(args.src, args.out, args.dev_speakers, args.seed)
+    return 0  # each preparer logs what it wrote
+
+
 def _prepare_kaldi(args) -> int:
     from asr.corpora.kaldi import prepare_kaldi
     from asr.manifest import write_manifest
@@ -223,6 +241,31 @@ def build_parser() -> argparse.ArgumentParser:
     an4.add_argument("--dev-speakers", type=float, default=0.1, help="fraction of training speakers held out as dev")
     an4.add_argument("--seed", type=int, default=0)
     an4.set_defaults(run=_prepare_an4)
+    from asr.corpora import commonvoice, librispeech, speechocean762, tedlium
+
+    libri = corpora.add_parser("librispeech", help="LibriSpeech (OpenSLR 12): a manifest per part")
+    libri.add_argument("--src", help="folder holding LibriSpeech/<part>/ or the parts' .tar.gz; default: download "
+                                     f"each part from {librispeech.URL}")
+    libri.add_argument("--out", default="data/librispeech", help="output folder (default: %(default)s)")
+    libri.add_argument("--parts", nargs="+", default=["train-clean-100", *librispeech.EVAL_PARTS],
+                       choices=librispeech.PARTS, metavar="PART", help="default: %(default)s")
+    libri.set_defaults(run=_prepare_corpus)
+    cv = corpora.add_parser("commonvoice", help="Common Voice, any language: a manifest per TSV split")
+    cv.add_argument("--src", required=True, help="the language folder (clips/ and *.tsv) or the release archive")
+    cv.add_argument("--out", default="data/commonvoice", help="output folder (default: %(default)s)")
+    cv.add_argument("--splits", nargs="+", default=["train", "dev", "test"], choices=commonvoice.SPLITS)
+    cv.set_defaults(run=_prepare_corpus)
+    ted = corpora.add_parser("tedlium", help="TED-LIUM release 3 (legacy splits): train/dev/test manifests")
+    ted.add_argument("--src", help=f"TEDLIUM_release-3 folder or archive; default: download {tedlium.URL}")
+    ted.add_argument("--out", default="data/tedlium", help="output folder (default: %(default)s)")
+    ted.add_argument("--splits", nargs="+", default=list(tedlium.SPLITS), choices=tedlium.SPLITS)
+    ted.set_defaults(run=_prepare_corpus)
+    so = corpora.add_parser("speechocean762", help="speechocean762 (OpenSLR 101): train/dev[/test] manifests")
+    so.add_argument("--src", help=f"corpus folder (train/, [test/]) or archive; default: download {speechocean762.URL}")
+    so.add_argument("--out", default="data/speechocean762", help="output folder (default: %(default)s)")
+    so.add_argument("--dev-speakers", type=float, default=0.1, help="fraction of training speakers held out as dev")
+    so.add_argument("--seed", type=int, default=0)
+    so.set_defaults(run=_prepare_corpus)
     kaldi = corpora.add_parser("kaldi", help="a Kaldi data directory (wav.scp, text, [utt2spk], [segments])")
     kaldi.add_argument("--src", required=True, help="the data directory")
     kaldi.add_argument("--out", required=True, help="the manifest to write (.jsonl)")

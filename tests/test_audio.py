@@ -81,3 +81,20 @@ def test_non_finite_samples_are_refused_naming_the_file(tmp_path):
     sf.write(str(tmp_path / "inf.wav"), samples, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match=r"inf.wav: samples that are not finite \(NaN or inf\), first at sample 12345"):
         load_audio(tmp_path / "inf.wav")
+
+
+def test_a_long_file_is_never_read_whole(tmp_path, monkeypatch):
+    """A 30-minute 48 kHz stereo file peaked at 3.8 GB when read whole (tools/bench_audio_memory.py)."""
+    import asr.audio
+
+    sf.write(str(tmp_path / "long.wav"), np.zeros((48000 * 3, 2), dtype=np.float32), 48000)
+    monkeypatch.setattr(asr.audio, "BLOCK_SECONDS", 0.5)
+    reads, original = [], sf.SoundFile.read
+
+    def counted(self, frames=-1, *args, **kwargs):
+        reads.append(frames)
+        return original(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", counted)
+    assert load_audio(tmp_path / "long.wav", 16000).shape == (48000,)
+    assert len(reads) == 6 and all(0 < n <= 24000 + 2 * 258 for n in reads)

@@ -4,13 +4,10 @@ from __future__ import annotations
 import logging
 import random
 import re
-import shutil
-import tarfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from asr.errors import MissingFileError, ResourceError
+from asr.corpora.download import local_source
+from asr.errors import MissingFileError
 from asr.manifest import Candidate, Utterance, check_candidates, write_manifest
 
 log = logging.getLogger(__name__)
@@ -33,7 +30,7 @@ def prepare_an4(
     fraction of the training speakers (chosen with `seed`) becomes one.
     """
     out_dir = Path(out_dir)
-    root = find_an4_root(_local_source(src, out_dir))
+    root = find_an4_root(local_source(src, out_dir, "AN4"))
     splits = {name: read_an4_split(root, stem) for name, stem in _SPLITS.items()}
     splits["train"], splits["dev"] = split_by_speaker(splits["train"], dev_speakers, seed)
     for name in ("train", "dev", "test"):
@@ -41,40 +38,6 @@ def prepare_an4(
         hours = sum(u.duration for u in splits[name]) / 3600
         log.info("%s: %d utterances, %.2f h", out_dir / f"{name}.jsonl", len(splits[name]), hours)
     return splits
-
-
-def _local_source(src: str | Path, out_dir: Path) -> Path:
-    """Download (URL) and unpack (archive) as needed; return a local folder."""
-    text = str(src)
-    if re.match(r"^(https?|ftp)://", text):
-        archive = out_dir / "download" / Path(text).name
-        if not archive.is_file():
-            archive.parent.mkdir(parents=True, exist_ok=True)
-            log.info("downloading %s", text)
-            partial = archive.with_suffix(archive.suffix + ".part")
-            try:
-                with urllib.request.urlopen(text, timeout=60) as response, partial.open("wb") as f:
-                    shutil.copyfileobj(response, f)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                partial.unlink(missing_ok=True)
-                reason = getattr(error, "reason", error)
-                raise ResourceError(f"{text}: download failed ({reason}); with no network, pass a local copy "
-                                    "or the archive with --src") from None
-            partial.replace(archive)
-        src = archive
-    src = Path(src)
-    if src.is_file() and tarfile.is_tarfile(src):
-        dest = out_dir / "download" / "unpacked"
-        marker = dest / f".{src.name}.done"
-        if not marker.is_file():
-            log.info("unpacking %s", src)
-            with tarfile.open(src) as tar:
-                tar.extractall(dest, filter="data")
-            marker.touch()
-        return dest
-    if not src.is_dir():
-        raise MissingFileError(f"{src}: not an AN4 folder, archive or URL")
-    return src
 
 
 def find_an4_root(folder: Path) -> Path:
