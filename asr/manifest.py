@@ -77,6 +77,14 @@ def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> Path:
     return atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
+def write_split(utterances: list[Utterance], out_dir: str | Path, name: str) -> Path:
+    """Write `<out_dir>/<name>.jsonl` and log what it holds (utterances, speakers, hours)."""
+    path = write_manifest(utterances, Path(out_dir) / f"{name}.jsonl")
+    log.info("%s: %d utterances from %d speakers, %.2f h", path, len(utterances), len({u.speaker for u in utterances}),
+             sum(u.duration for u in utterances) / 3600)
+    return path
+
+
 def temporary_beside(path: Path) -> tuple[int, str]:
     """A new temporary file next to `path` (same file system, so `os.replace` is atomic), with the
     permissions an ordinary new file gets rather than mkstemp's owner-only ones."""

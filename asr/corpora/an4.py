@@ -8,7 +8,7 @@ from pathlib import Path
 
 from asr.corpora.download import local_source
 from asr.errors import MissingFileError
-from asr.manifest import Candidate, Utterance, check_candidates, write_manifest
+from asr.manifest import Candidate, Utterance, check_candidates, write_split
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ def prepare_an4(
     splits = {name: read_an4_split(root, stem) for name, stem in _SPLITS.items()}
     splits["train"], splits["dev"] = split_by_speaker(splits["train"], dev_speakers, seed)
     for name in ("train", "dev", "test"):
-        write_manifest(splits[name], out_dir / f"{name}.jsonl")
-        hours = sum(u.duration for u in splits[name]) / 3600
-        log.info("%s: %d utterances, %.2f h", out_dir / f"{name}.jsonl", len(splits[name]), hours)
+        write_split(splits[name], out_dir, name)
     return splits
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from asr.corpora.download import local_source
 from asr.errors import InputError, MissingFileError
-from asr.manifest import Candidate, Utterance, check_candidates, write_manifest
+from asr.manifest import Candidate, Utterance, check_candidates, write_split
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ def prepare_commonvoice(src: str | Path, out_dir: str | Path,
         if split not in SPLITS:
             raise InputError(f"unknown Common Voice split {split!r}; the splits: {', '.join(SPLITS)}")
         prepared[split] = read_commonvoice_split(root, split)
-        write_manifest(prepared[split], out_dir / f"{split}.jsonl")
-        log.info("%s: %d utterances, %.2f h", out_dir / f"{split}.jsonl", len(prepared[split]),
-                 sum(u.duration for u in prepared[split]) / 3600)
+        write_split(prepared[split], out_dir, split)
     return prepared
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from asr.corpora.download import is_url, local_source
 from asr.errors import MissingFileError
-from asr.manifest import Candidate, Utterance, check_candidates, write_manifest
+from asr.manifest import Candidate, Utterance, check_candidates, write_split
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,7 @@ def prepare_librispeech(
     for part in parts:
         folder = _part_folder(src, part, out_dir)
         prepared[part] = read_librispeech_part(folder, part)
-        write_manifest(prepared[part], out_dir / f"{part}.jsonl")
-        log.info("%s: %d utterances, %.2f h", out_dir / f"{part}.jsonl", len(prepared[part]),
-                 sum(u.duration for u in prepared[part]) / 3600)
+        write_split(prepared[part], out_dir, part)
     return prepared
 
 

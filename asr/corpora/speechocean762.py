@@ -13,7 +13,7 @@ from asr.corpora.an4 import split_by_speaker
 from asr.corpora.download import local_source
 from asr.corpora.kaldi import prepare_kaldi
 from asr.errors import MissingFileError
-from asr.manifest import Utterance, write_manifest
+from asr.manifest import Utterance, write_split
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ def prepare_speechocean762(src: str | Path | None, out_dir: str | Path, dev_spea
     if (root / "test" / "wav.scp").is_file():
         splits["test"] = prepare_kaldi(root / "test", audio_root=root)
     for name, utterances in splits.items():
-        write_manifest(utterances, out_dir / f"{name}.jsonl")
-        log.info("%s: %d utterances from %d speakers, %.2f h", out_dir / f"{name}.jsonl", len(utterances),
-                 len({u.speaker for u in utterances}), sum(u.duration for u in utterances) / 3600)
+        write_split(utterances, out_dir, name)
     return splits
 
 

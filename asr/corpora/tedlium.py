@@ -19,7 +19,7 @@ from asr.manifest import (
     Utterance,
     check_candidates,
     report_left_out,
-    write_manifest,
+    write_split,
 )
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,7 @@ def prepare_tedlium(src: str | Path | None, out_dir: str | Path,
         if split not in SPLITS:
             raise InputError(f"unknown TED-LIUM split {split!r}; the splits: {', '.join(SPLITS)}")
         prepared[split] = read_tedlium_split(root / split, split)
-        write_manifest(prepared[split], out_dir / f"{split}.jsonl")
-        log.info("%s: %d utterances, %.2f h", out_dir / f"{split}.jsonl", len(prepared[split]),
-                 sum(u.duration for u in prepared[split]) / 3600)
+        write_split(prepared[split], out_dir, split)
     return prepared
 
 
