@@ -16,6 +16,7 @@ from pathlib import Path
 import soundfile as sf
 
 from asr.decoding import read_beam_options, write_beam_options
+from asr.lm import read_arpa
 from asr.manifest import read_manifest
 from asr.recognizer import BUILTIN_DIR, export_checkpoint, read_checkpoint
 
@@ -62,7 +63,7 @@ Trained on the CMU AN4 training set (minus the dev speakers) with `recipes/an4/r
 - model: {checkpoint['dims']['n_layers']}x{checkpoint['dims']['hidden']} bidirectional {checkpoint['dims']['rnn_type'].upper()} over {checkpoint['features']['kind']} features, {n_params / 1e6:.2f} M parameters (stored as float16)
 - epochs: {config.get('train', {}).get('epochs')} (checkpoint of epoch {checkpoint.get('epoch', 0) + 1}, best dev WER)
 - AN4 test (130 utterances): greedy WER {greedy['wer']:.2f}% / CER {greedy['cer']:.2f}%; with the {read_beam_options(out / 'decoder.json').lm and 'word n-gram LM'} decoder (`decoder.json`) WER {with_lm['wer']:.2f}% / CER {with_lm['cer']:.2f}%
-- `words.arpa`: word 4-gram LM (modified Kneser-Ney, `asr lm build`) of the training transcripts; `lexicon.txt`: their words
+- `words.arpa`: word {read_arpa(out / 'words.arpa').order}-gram LM (modified Kneser-Ney, `asr lm build`) of the training transcripts, the order chosen on dev; `lexicon.txt`: their words
 - `samples/`: three AN4 test utterances (transcripts in `samples/text`)
 
 The AN4 audio and transcripts are Copyright (c) 1991-2005 Carnegie Mellon University, free for
