@@ -182,6 +182,7 @@ class Run:
     test_utts: list[Utterance]
     sample_rate: int
     cache: dict | None
+    total_steps: int  # of the whole run, in this run's steps (an epoch's batches: a sort of the corpus)
 
     @property
     def out_dir(self) -> Path:
@@ -190,8 +191,7 @@ class Run:
     def lr(self) -> float:
         """The learning rate of the next step: warm-up, then cosine decay over the whole run."""
         o = self.cfg.optim
-        total = self.cfg.train.epochs * len(self.sampler)
-        return o.lr * lr_factor(self.state.step, total, o.warmup_fraction, o.final_lr_ratio)
+        return o.lr * lr_factor(self.state.step, self.total_steps, o.warmup_fraction, o.final_lr_ratio)
 
 
 def train(cfg: DictConfig) -> Path:
@@ -267,7 +267,7 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     sampler = BucketBatchSampler([u.duration for u in train_utts], cfg.train.max_batch_seconds,
                                  cfg.train.max_batch, True, cfg.seed, rank.rank, rank.world)
     run = Run(cfg, rank, device, recognizer, model, optimizer, scaler, sampler, TrainingState(), train_utts, dev_utts,
-              test_utts, sample_rate, cache)
+              test_utts, sample_rate, cache, total_steps=cfg.train.epochs * len(sampler))
     if resume is not None:
         resume_from(run, resume)
     if rank.is_main:
@@ -289,11 +289,11 @@ def resume_from(run: Run, checkpoint: dict) -> None:
     if checkpoint.get("world", run.rank.world) != run.rank.world:
         # Another number of processes takes another number of steps per epoch: the schedule
         # goes on from the same share of the training, in this run's steps.
-        run.state.step = run.state.epoch * len(run.sampler)
+        run.state.step = run.state.epoch * run.total_steps // run.cfg.train.epochs
         if run.rank.is_main:
             log.info("the checkpoint was written by %d process(es), this run has %d: the learning-rate schedule "
                      "continues from step %d of %d", checkpoint["world"], run.rank.world, run.state.step,
-                     run.cfg.train.epochs * len(run.sampler))
+                     run.total_steps)
 
 
 def end_epoch(run: Run, row: dict, writer) -> None:
@@ -351,8 +351,8 @@ def train_step(batch: Batch, lr: float, *, model, optimizer, scaler, device, aut
     scaler.unscale_(optimizer)
     # After DDP's all-reduce every process holds the same gradients, so they all take the same decision.
     norm = torch.nn.utils.clip_grad_norm_(recognizer.model.parameters(), grad_clip)
-    finite = bool(torch.isfinite(norm)) and (loss is None or bool(torch.isfinite(loss)))
-    if not finite:
+    finite = torch.isfinite(norm) if loss is None else torch.isfinite(norm) & torch.isfinite(loss)
+    if not bool(finite):  # the step's one wait for the GPU besides the CTC loss's own
         optimizer.zero_grad(set_to_none=True)
         if scaler.is_enabled():
             scaler.update()  # fp16: lowers the scale, as a skipped step does
@@ -396,6 +396,8 @@ def run_epoch(batches, step_fn, output_lengths, state: TrainingState, lr, max_no
         counts.loss_sum += loss
         counts.n_utts += len(batch.utterances)
         counts.audio_seconds += sum(u.duration for u in batch.utterances)
+        if not progress.disable and state.step % 50 == 0:  # reading the loss waits for the GPU: now and then only
+            progress.set_postfix(loss=f"{float(counts.loss_sum) / counts.n_utts:.3f}")
     progress.close()
     return counts
 
