@@ -50,27 +50,31 @@ def tune_decoder(
         for lm_weight, word_score in itertools.product(weights, scores):
             trial(lm_weight, word_score)
         best = min(results.values(), key=lambda t: (t["wer"], t["cer"]))
-        grown = False
-        if best["word_score"] == scores[-1] and len(scores) > 1:
-            scores.append(scores[-1] + (scores[-1] - scores[-2]))
-            grown = True
-        elif best["word_score"] == scores[0] and len(scores) > 1:
-            scores.insert(0, scores[0] - (scores[1] - scores[0]))
-            grown = True
-        if best["lm_weight"] == weights[-1] and len(weights) > 1:
-            weights.append(weights[-1] + (weights[-1] - weights[-2]))
-            grown = True
-        elif best["lm_weight"] == weights[0] and weights[0] > 0 and len(weights) > 1:
-            weights.insert(0, max(0.0, weights[0] - (weights[1] - weights[0])))
-            grown = True
-        if not grown:
+        on_edge = [_past_edge(scores, best["word_score"], None), _past_edge(weights, best["lm_weight"], 0.0)]
+        if not any(on_edge):
             break
         if extension == max_extensions:
             log.warning("the best setting is still on the grid's edge after %d extensions: lm_weight %s, word_score %s",
                         max_extensions, best["lm_weight"], best["word_score"])
-        else:
-            log.info("best on the grid's edge (lm_weight %s, word_score %s): searching past it",
-                     best["lm_weight"], best["word_score"])
+            break
+        log.info("best on the grid's edge (lm_weight %s, word_score %s): searching past it",
+                 best["lm_weight"], best["word_score"])
+        for grid, point in zip((scores, weights), on_edge):
+            if point is not None:
+                grid.insert(0 if point < grid[0] else len(grid), point)
     trials = list(results.values())
     best = min(trials, key=lambda t: (t["wer"], t["cer"]))
     return replace(base, lm_weight=best["lm_weight"], word_score=best["word_score"]), trials
+
+
+def _past_edge(grid: list[float], best: float, floor: float | None) -> float | None:
+    """The next point past the edge of the sorted `grid` that `best` sits on (its outermost step
+    further out, not below `floor`), or None where `best` is inside or the grid cannot grow."""
+    if len(grid) < 2:
+        return None
+    if best == grid[-1]:
+        return grid[-1] + (grid[-1] - grid[-2])
+    if best == grid[0] and (floor is None or grid[0] > floor):
+        point = grid[0] - (grid[1] - grid[0])
+        return point if floor is None else max(floor, point)
+    return None
