@@ -77,11 +77,9 @@ class BeamDecoder(Decoder):
         from torchaudio.models.decoder import ctc_decoder
 
         check_beam_options(options)
-        if options.lm:
-            check_arpa(options.lm)
         tokens = [WORD_SEPARATOR if t == " " else t for t in tokenizer.vocab]
         if options.lexicon:
-            check_lexicon(options.lexicon, tokens)
+            check_lexicon(str(options.lexicon), tuple(tokens))
         self.tokenizer = tokenizer
         self.options = options
         lm = load_kenlm(str(options.lm), str(options.lexicon) if options.lexicon else None, tuple(tokens)) \
@@ -136,9 +134,11 @@ def check_beam_options(options: BeamOptions) -> None:
         raise InputError(f"beam threshold {options.beam_threshold}: must be above 0")
 
 
-def check_lexicon(path: str | Path, tokens: list[str]) -> None:
+@functools.lru_cache(maxsize=8)
+def check_lexicon(path: str, tokens: tuple[str, ...]) -> None:
     """Every word of the lexicon must be spelt with the model's tokens (`|` ends a word); the
-    first one that is not is a `InputError` naming the file, the line and the word."""
+    first one that is not is a `InputError` naming the file, the line and the word. Checked once
+    per process and file (tune-decoder builds a decoder per setting)."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: no such lexicon")
@@ -158,10 +158,12 @@ def check_lexicon(path: str | Path, tokens: list[str]) -> None:
 @functools.lru_cache(maxsize=2)
 def load_kenlm(lm: str, lexicon: str | None, tokens: tuple[str, ...]):
     """KenLM over the words (lexicon) or the tokens (lexicon-free) that torchaudio's `ctc_decoder`
-    indexes them by; loaded once per process, with KenLM's banner kept off the terminal."""
+    indexes them by; checked (`check_arpa`) and loaded once per process, with KenLM's banner kept
+    off the terminal."""
     from flashlight.lib.text.decoder.kenlm import KenLM
     from flashlight.lib.text.dictionary import create_word_dict, load_words
 
+    check_arpa(lm)
     if lexicon:
         word_dict = create_word_dict(load_words(lexicon))
     else:  # as torchaudio builds it for a lexicon-free decoder with an LM
