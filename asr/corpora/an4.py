@@ -1,16 +1,12 @@
 """CMU AN4 (census) corpus: local copy (WAV or SPHERE layout), archive, or URL -> manifests."""
 from __future__ import annotations
 
-import logging
 import random
 import re
 from pathlib import Path
 
-from asr.corpora.download import local_source
-from asr.errors import MissingFileError
+from asr.corpora.download import find_corpus_root, local_source
 from asr.manifest import Candidate, Utterance, check_candidates, write_split
-
-log = logging.getLogger(__name__)
 
 AN4_URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
 _SPLITS = {"train": "an4_train", "test": "an4_test"}
@@ -40,10 +36,8 @@ def prepare_an4(
 
 def find_an4_root(folder: Path) -> Path:
     """The folder that holds `etc/an4_train.transcription`, at `folder` or below it."""
-    for candidate in (folder, folder / "an4", *sorted(folder.glob("*/"))):
-        if (candidate / "etc" / "an4_train.transcription").is_file():
-            return candidate
-    raise MissingFileError(f"{folder}: no etc/an4_train.transcription found (not an AN4 copy?)")
+    return find_corpus_root(folder, lambda c: (c / "etc" / "an4_train.transcription").is_file(),
+                            "etc/an4_train.transcription found (not an AN4 copy?)", prefer=("an4",))
 
 
 def read_an4_split(root: Path, stem: str) -> list[Utterance]:

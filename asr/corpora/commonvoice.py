@@ -7,15 +7,12 @@ terms (https://commonvoice.mozilla.org/datasets): pass the unpacked language fol
 from __future__ import annotations
 
 import csv
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from asr.corpora.download import local_source
+from asr.corpora.download import find_corpus_root, local_source
 from asr.errors import InputError, MissingFileError
 from asr.manifest import Candidate, Utterance, check_candidates, write_split
-
-log = logging.getLogger(__name__)
 
 SPLITS = ("validated", "train", "dev", "test")
 
@@ -39,10 +36,8 @@ def prepare_commonvoice(src: str | Path, out_dir: str | Path,
 
 
 def _language_folder(folder: Path) -> Path:
-    for candidate in (folder, *sorted(folder.glob("*/")), *sorted(folder.glob("*/*/"))):
-        if (candidate / "clips").is_dir() and any(candidate.glob("*.tsv")):
-            return candidate
-    raise MissingFileError(f"{folder}: no Common Voice language folder (clips/ beside validated.tsv, dev.tsv, ...)")
+    return find_corpus_root(folder, lambda c: (c / "clips").is_dir() and any(c.glob("*.tsv")),
+                            "Common Voice language folder (clips/ beside validated.tsv, dev.tsv, ...)", depth=2)
 
 
 def read_commonvoice_split(root: Path, split: str) -> list[Utterance]:

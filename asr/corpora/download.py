@@ -8,6 +8,7 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from asr.errors import MissingFileError, ResourceError
@@ -52,3 +53,14 @@ def local_source(src: str | Path, work_dir: Path, what: str) -> Path:
     if not src.is_dir():
         raise MissingFileError(f"{src}: not a folder, archive or URL of {what}")
     return src
+
+
+def find_corpus_root(folder: Path, holds: Callable[[Path], bool], missing: str, prefer: Sequence[str] = (),
+                     depth: int = 1) -> Path:
+    """The first of `folder`, its subfolders named in `prefer`, and its other subfolders (sorted,
+    down to `depth` levels) for which `holds(candidate)`; else `MissingFileError` "<folder>: no <missing>"."""
+    levels = [sorted(folder.glob("/".join(["*"] * level) + "/")) for level in range(1, depth + 1)]
+    for candidate in (folder, *(folder / name for name in prefer), *(p for level in levels for p in level)):
+        if holds(candidate):
+            return candidate
+    raise MissingFileError(f"{folder}: no {missing}")

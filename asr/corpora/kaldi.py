@@ -5,13 +5,10 @@ CRLF line endings and a UTF-8 byte-order mark are accepted, and a key given twic
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from asr.errors import AsrError
 from asr.manifest import Candidate, Utterance, check_candidates, report_left_out
-
-log = logging.getLogger(__name__)
 
 
 class KaldiDataError(AsrError):

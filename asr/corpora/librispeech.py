@@ -5,15 +5,12 @@ Layout: `LibriSpeech/<part>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt`, 
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from asr.corpora.download import is_url, local_source
 from asr.errors import MissingFileError
 from asr.manifest import Candidate, Utterance, check_candidates, write_split
-
-log = logging.getLogger(__name__)
 
 URL = "https://www.openslr.org/resources/12/{part}.tar.gz"
 TRAIN_PARTS = ("train-clean-100", "train-clean-360", "train-other-500")

@@ -6,16 +6,12 @@ The corpus has no dev set: a fraction of the training speakers is held out as on
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from asr.corpora.an4 import split_by_speaker
-from asr.corpora.download import local_source
+from asr.corpora.download import find_corpus_root, local_source
 from asr.corpora.kaldi import prepare_kaldi
-from asr.errors import MissingFileError
 from asr.manifest import Utterance, write_split
-
-log = logging.getLogger(__name__)
 
 URL = "https://www.openslr.org/resources/101/speechocean762.tar.gz"
 
@@ -39,7 +35,5 @@ def prepare_speechocean762(src: str | Path | None, out_dir: str | Path, dev_spea
 
 
 def _corpus_folder(folder: Path) -> Path:
-    for candidate in (folder, folder / "speechocean762", *sorted(folder.glob("*/"))):
-        if (candidate / "train" / "wav.scp").is_file():
-            return candidate
-    raise MissingFileError(f"{folder}: no speechocean762 train/wav.scp")
+    return find_corpus_root(folder, lambda c: (c / "train" / "wav.scp").is_file(), "speechocean762 train/wav.scp",
+                            prefer=("speechocean762",))

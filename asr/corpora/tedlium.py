@@ -7,12 +7,11 @@ contractions (`it 's`) joined again (`it's`).
 """
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from asr.corpora.download import local_source
+from asr.corpora.download import find_corpus_root, local_source
 from asr.errors import InputError, MissingFileError
 from asr.manifest import (
     Candidate,
@@ -21,8 +20,6 @@ from asr.manifest import (
     report_left_out,
     write_split,
 )
-
-log = logging.getLogger(__name__)
 
 URL = "https://www.openslr.org/resources/51/TEDLIUM_release-3.tgz"
 SPLITS = ("train", "dev", "test")
@@ -48,10 +45,8 @@ def prepare_tedlium(src: str | Path | None, out_dir: str | Path,
 
 
 def _legacy_folder(folder: Path) -> Path:
-    for candidate in (folder, folder / "TEDLIUM_release-3", *sorted(folder.glob("*/"))):
-        if (candidate / "legacy").is_dir():
-            return candidate / "legacy"
-    raise MissingFileError(f"{folder}: no TEDLIUM_release-3/legacy folder")
+    return find_corpus_root(folder, lambda c: (c / "legacy").is_dir(), "TEDLIUM_release-3/legacy folder",
+                            prefer=("TEDLIUM_release-3",)) / "legacy"
 
 
 def clean_tedlium_text(text: str) -> str:
