@@ -116,15 +116,14 @@ def test_a_full_disk_or_read_only_folder_is_said_so(monkeypatch, tmp_path, capsy
     assert one_line_error(capsys) == f"asr: error: {out / 'an406-fcaw-b.txt'}: {said}"
 
 
-def test_a_bug_in_our_code_keeps_its_traceback(monkeypatch):
+def test_a_bug_in_our_code_keeps_its_traceback(monkeypatch, tmp_path):
     import asr.evaluate
 
     def broken(*args, **kwargs):
         raise KeyError("a bug")
 
     monkeypatch.setattr(asr.evaluate, "decode_utterances", broken)
-    manifest = write_manifest([Utterance("a", str(SAMPLES / "an406-fcaw-b.flac"), 1.0, "A")],
-                              Path(os.environ.get("TMPDIR", "/tmp")) / f"bug-{os.getpid()}.jsonl")
+    manifest = write_manifest([Utterance("a", str(SAMPLES / "an406-fcaw-b.flac"), 1.0, "A")], tmp_path / "m.jsonl")
     with pytest.raises(KeyError, match="a bug"):
         main(["evaluate", "--manifest", str(manifest)])
 
