@@ -117,11 +117,12 @@ def _transcribe(args) -> int:
     from asr.writers import FORMATS, check_output_names, write_outputs
 
     formats = list(FORMATS) if args.format == "all" else [args.format] if args.format else []
+    inputs = expand_inputs(args.paths)  # folders searched and globs expanded once
     if formats:
-        check_output_names(expand_inputs(args.paths))  # before any decoding
+        check_output_names(inputs)  # before any decoding
     recognizer, decoder = _load(args)
     n_failed = n_done = 0
-    results = transcribe_files(recognizer, args.paths, decoder, args.batch_size, args.max_segment_seconds,
+    results = transcribe_files(recognizer, inputs, decoder, args.batch_size, args.max_segment_seconds,
                                progress=sys.stderr.isatty())
     for result in results:
         if result.error:
