@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 import torchaudio.functional as AF
 
-from asr.tokenizer import CharTokenizer
+from asr.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,13 @@ class Word:
 
 
 def align_words(
-    log_probs: torch.Tensor, text: str, tokenizer: CharTokenizer, frame_seconds: float
+    log_probs: torch.Tensor, text: str, tokenizer: Tokenizer, frame_seconds: float
 ) -> list[Word]:
     """Times of the words of `text` in one utterance's `log_probs: (frames, n_tokens)`.
 
-    Each character is placed by `forced_align`; a word spans from its first character's first
-    frame to its last character's last frame. Its confidence is the mean over its characters of
-    the average posterior probability on their frames. When the text cannot be aligned (more
+    Each token (character or subword) is placed by `forced_align`; a word spans from its first
+    token's first frame to its last token's last frame. Its confidence is the mean over its tokens
+    of the average posterior probability on their frames. When the text cannot be aligned (more
     characters than frames allow), the words share the utterance's time evenly with confidence 0.
     """
     words = text.split()
@@ -44,19 +44,24 @@ def align_words(
     except RuntimeError:
         step = n_frames * frame_seconds / len(words)
         return [Word(w, round(i * step, 3), round((i + 1) * step, 3), 0.0) for i, w in enumerate(words)]
-    spans = AF.merge_tokens(labels[0], scores[0].exp())
-    space = tokenizer.encode(" ")
-    result, current = [], []
-    for span in spans + [None]:
-        if span is None or (space and span.token == space[0]):
-            if current:
-                word = tokenizer.decode(s.token for s in current)
-                confidence = sum(s.score for s in current) / len(current)
-                result.append(
-                    Word(word, round(current[0].start * frame_seconds, 3), round(current[-1].end * frame_seconds, 3),
-                         round(float(confidence), 3))
-                )
-            current = []
-        else:
-            current.append(span)
+    result = []
+    for current in _word_spans(AF.merge_tokens(labels[0], scores[0].exp()), tokenizer):
+        word = tokenizer.decode(s.token for s in current).strip()
+        confidence = sum(s.score for s in current) / len(current)
+        result.append(Word(word, round(current[0].start * frame_seconds, 3), round(current[-1].end * frame_seconds, 3),
+                           round(float(confidence), 3)))
     return result
+
+
+def _word_spans(spans, tokenizer: Tokenizer) -> list[list]:
+    """Token spans grouped into words: a separator (the space of characters) ends a word and
+    belongs to none; a word-start token (a subword's `▁`) begins the next word."""
+    words, current = [], []
+    for span in spans:
+        if tokenizer.is_separator(span.token) or (tokenizer.starts_word(span.token) and current):
+            if current:
+                words.append(current)
+            current = []
+        if not tokenizer.is_separator(span.token):
+            current.append(span)
+    return words + [current] if current else words

@@ -303,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     lm_commands = lm.add_subparsers(dest="lm_command", required=True)
     build = lm_commands.add_parser("build", help="estimate a modified Kneser-Ney n-gram LM, write ARPA")
     build.add_argument("--text", nargs="+", required=True, help="text files (a sentence a line) or .jsonl manifests")
-    build.add_argument("--order", type=int, default=3, choices=range(1, 7), metavar="{1..6}",
-                       help="n-gram order; the decoder's KenLM loads at most 6 (default: %(default)s)")
+    build.add_argument("--order", type=int, default=3, choices=range(2, 7), metavar="{2..6}",
+                       help="n-gram order; the decoder's KenLM loads 2 to 6 (default: %(default)s)")
     build.add_argument("--unit", choices=["word", "char"], default="word",
                        help="word: for lexicon decoding; char: for lexicon-free decoding")
     build.add_argument("--out", required=True, help="the ARPA file to write")

@@ -16,7 +16,7 @@ from asr.audio import AudioError, load_audio
 from asr.manifest import Utterance
 from asr.metrics import normalize_text
 from asr.progress import progress_bar
-from asr.tokenizer import CharTokenizer
+from asr.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class UtteranceDataset(Dataset):
     def __init__(
         self,
         utterances: Sequence[Utterance],
-        tokenizer: CharTokenizer | None,
+        tokenizer: Tokenizer | None,
         sample_rate: int,
         speeds: Sequence[float] = (1.0,),
         cache: Mapping[tuple, np.ndarray | None] | None = None,

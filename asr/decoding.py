@@ -3,7 +3,9 @@
 Beam search runs through torchaudio's `ctc_decoder` (flashlight-text, KenLM). Without a lexicon
 it is lexicon-free: the LM, if any, is over the model's characters with `|` between words (build
 it with `asr lm build --unit char`). With a lexicon (`WORD W O R D |` a line, see `write_lexicon`)
-only its words come out and the LM is over words.
+only its words come out and the LM is over words. A subword model spells the lexicon's words
+with its own pieces (`WORD ▁WO RD`), whatever spelling the file gives, and takes an LM only with
+a lexicon.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import torch
 from asr.errors import InputError, MissingFileError
 from asr.lm import ArpaError, check_arpa
 from asr.manifest import atomic_write_text
-from asr.tokenizer import BLANK, CharTokenizer
+from asr.tokenizer import BLANK, Tokenizer
 
 WORD_SEPARATOR = "|"
 DECODERS = ("greedy", "beam", "lm")
@@ -37,7 +39,7 @@ class Decoder:
 class GreedyDecoder(Decoder):
     """Best token per frame, repeats merged, blanks removed."""
 
-    def __init__(self, tokenizer: CharTokenizer):
+    def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
 
     def decode_ids(self, log_probs: torch.Tensor, n_frames: torch.Tensor) -> list[list[int]]:
@@ -73,19 +75,28 @@ class BeamDecoder(Decoder):
     KenLM's loading banner is kept off the terminal.
     """
 
-    def __init__(self, tokenizer: CharTokenizer, options: BeamOptions):
+    def __init__(self, tokenizer: Tokenizer, options: BeamOptions):
         from torchaudio.models.decoder import ctc_decoder
 
         check_beam_options(options)
-        tokens = [WORD_SEPARATOR if t == " " else t for t in tokenizer.vocab]
-        if options.lexicon:
-            check_lexicon(str(options.lexicon), tuple(tokens))
         self.tokenizer = tokenizer
         self.options = options
-        lm = load_kenlm(str(options.lm), str(options.lexicon) if options.lexicon else None, tuple(tokens)) \
-            if options.lm else None
+        self._subwords = tokenizer.kind != "char"
+        if self._subwords:
+            # flashlight needs a word-separator token: a subword model gets one it never emits
+            tokens = [*tokenizer.vocab, WORD_SEPARATOR]
+            if options.lm and not options.lexicon:
+                raise InputError("a subword model takes an LM only with a lexicon (--lexicon): "
+                                 "the LM is over words, spelt with the model's pieces")
+            lexicon = spell_lexicon(str(options.lexicon), tokenizer) if options.lexicon else None
+        else:
+            tokens = [WORD_SEPARATOR if t == " " else t for t in tokenizer.vocab]
+            lexicon = str(options.lexicon) if options.lexicon else None
+            if lexicon:
+                check_lexicon(lexicon, tuple(tokens))
+        lm = load_kenlm(str(options.lm), lexicon, tuple(tokens)) if options.lm else None
         self._decoder = ctc_decoder(
-            lexicon=options.lexicon,
+            lexicon=lexicon,
             tokens=tokens,
             lm=lm,
             beam_size=options.beam_size,
@@ -113,7 +124,9 @@ class BeamDecoder(Decoder):
     def decode(self, log_probs: torch.Tensor, n_frames: torch.Tensor) -> list[str]:
         emissions = log_probs.detach().float().cpu()
         n_frames = n_frames.detach().cpu().long()
-        if self.options.lexicon:
+        if self._subwords:  # the separator column: never emitted
+            emissions = torch.cat([emissions, torch.full((*emissions.shape[:2], 1), -1e4)], dim=2)
+        elif self.options.lexicon:
             emissions, n_frames = self._close_last_word(emissions, n_frames)
         hypotheses = self._decoder(emissions.contiguous(), n_frames.to(torch.int32))
         texts = []
@@ -123,7 +136,8 @@ class BeamDecoder(Decoder):
             elif self.options.lexicon:
                 texts.append(" ".join(nbest[0].words))
             else:
-                texts.append(" ".join(self.tokenizer.decode(nbest[0].tokens.tolist()).replace("|", " ").split()))
+                ids = [i for i in nbest[0].tokens.tolist() if i < len(self.tokenizer)]
+                texts.append(" ".join(self.tokenizer.decode(ids).replace("|", " ").split()))
         return texts
 
 
@@ -153,6 +167,33 @@ def check_lexicon(path: str, tokens: tuple[str, ...]) -> None:
         if unknown:
             raise InputError(f"{path}:{n_line}: the model cannot spell {fields[0]!r}: "
                              f"{', '.join(repr(t) for t in unknown)} not among its tokens")
+
+
+@functools.lru_cache(maxsize=8)
+def spell_lexicon(path: str, tokenizer: Tokenizer) -> str:
+    """The words of the lexicon at `path` (its first column) spelt with a subword tokenizer's
+    pieces, in a temporary file that lives as long as the process; a word the tokenizer cannot
+    spell is an `InputError` naming the file, the line and the word."""
+    import atexit
+    import tempfile
+
+    source = Path(path)
+    if not source.is_file():
+        raise MissingFileError(f"{source}: no such lexicon")
+    lines = []
+    for n_line, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.split():
+            continue
+        word = line.split()[0]
+        pieces = tokenizer.spell(word)
+        if pieces is None:
+            raise InputError(f"{source}:{n_line}: the model cannot spell {word!r} with its subword units")
+        lines.append(f"{word} {' '.join(pieces)}\n")
+    fd, spelled = tempfile.mkstemp(prefix="lexicon-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.writelines(lines)
+    atexit.register(os.unlink, spelled)
+    return spelled
 
 
 @functools.lru_cache(maxsize=2)
@@ -203,7 +244,7 @@ def decode_config(name: str) -> BeamOptions:
     return BeamOptions(**values)
 
 
-def make_decoder(name: str, tokenizer: CharTokenizer, options: BeamOptions | None = None) -> Decoder:
+def make_decoder(name: str, tokenizer: Tokenizer, options: BeamOptions | None = None) -> Decoder:
     """`greedy`, `beam` (no LM) or `lm` (needs `options.lm`)."""
     if name == "greedy":
         return GreedyDecoder(tokenizer)
@@ -217,11 +258,15 @@ def make_decoder(name: str, tokenizer: CharTokenizer, options: BeamOptions | Non
     raise InputError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
 
 
-def write_lexicon(words: Iterable[str], path: str | Path, tokenizer: CharTokenizer | None = None) -> Path:
-    """One line a word: `WORD W O R D |`; with a tokenizer, words it cannot spell are left out."""
-    known = set(tokenizer.vocab) if tokenizer else None
-    spellable = sorted(w for w in set(words) if w and (known is None or set(w) <= known))
-    return atomic_write_text(path, "".join(f"{w} {' '.join(w)} {WORD_SEPARATOR}\n" for w in spellable))
+def write_lexicon(words: Iterable[str], path: str | Path, tokenizer: Tokenizer | None = None) -> Path:
+    """One line a word: `WORD W O R D |` (characters), or the tokenizer's spelling (`WORD ▁WO RD` for
+    subwords); with a tokenizer, words it cannot spell are left out."""
+    lines = []
+    for word in sorted(w for w in set(words) if w):
+        spelling = tokenizer.spell(word) if tokenizer else [*word, WORD_SEPARATOR]
+        if spelling is not None:
+            lines.append(f"{word} {' '.join(spelling)}\n")
+    return atomic_write_text(path, "".join(lines))
 
 
 def write_beam_options(options: BeamOptions, path: str | Path) -> Path:

@@ -247,8 +247,15 @@ def read_arpa(path: str | Path) -> NgramLM:
     return NgramLM(order, logprob, backoff)
 
 
-def check_arpa(path: str | Path) -> Path:
-    """`read_arpa` for text files, plus KenLM's order limit; binary KenLM files pass through."""
+# Text ARPA files up to this size are parsed in full before KenLM sees them, so that a malformation
+# is named by its line; larger ones (a LibriSpeech 4-gram is 1.3 GB) get the header check only and
+# KenLM's own error, which names the byte.
+FULL_CHECK_BYTES = 20_000_000
+
+
+def check_arpa(path: str | Path, full_check_bytes: int | None = None) -> Path:
+    """What KenLM would reject, as an `ArpaError`: the header's orders (2..6), and the whole file
+    (`read_arpa`) when it is at most `full_check_bytes`. Binary KenLM files pass through."""
     path = Path(path)
     if not path.is_file():
         raise ArpaError(f"{path}: no such file")
@@ -256,10 +263,34 @@ def check_arpa(path: str | Path) -> Path:
         head = f.read(64)
     if head.startswith(b"mmap lm "):  # KenLM's binary format
         return path
-    order = read_arpa(path).order
+    limit = FULL_CHECK_BYTES if full_check_bytes is None else full_check_bytes
+    order = read_arpa(path).order if path.stat().st_size <= limit else arpa_header(path)[0]
+    if order < 2:
+        raise ArpaError(f"{path}: a {order}-gram LM; KenLM loads orders 2 to {KENLM_MAX_ORDER} (build one with --order 2 or more)")
     if order > KENLM_MAX_ORDER:
         raise ArpaError(f"{path}: order {order} is above {KENLM_MAX_ORDER}, the most the bundled KenLM loads")
     return path
+
+
+def arpa_header(path: str | Path) -> tuple[int, dict[int, int]]:
+    """The order and the declared n-gram counts of an ARPA file, from its `\\data\\` section alone."""
+    declared: dict[int, int] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n_line, line in enumerate(f, 1):
+            if line.strip() == "\\data\\":
+                break
+            if n_line > 1000:
+                raise ArpaError(f"{path}: no \\data\\ header (not an ARPA file?)")
+        else:
+            raise ArpaError(f"{path}: no \\data\\ header (not an ARPA file?)")
+        for line in f:
+            match = re.fullmatch(r"ngram (\d+)\s*=\s*(\d+)", line.strip())
+            if not match:
+                break
+            declared[int(match.group(1))] = int(match.group(2))
+    if not declared or sorted(declared) != list(range(1, max(declared) + 1)):
+        raise ArpaError(f"{path}: the \\data\\ section must declare ngram 1..N counts")
+    return max(declared), declared
 
 
 def text_sentences(texts: Iterable[str], unit: str = "word") -> Iterable[list[str]]:

@@ -27,7 +27,7 @@ from asr.features import (
 )
 from asr.manifest import temporary_beside
 from asr.model import CTCModel, ModelDims
-from asr.tokenizer import CharTokenizer
+from asr.tokenizer import Tokenizer, tokenizer_from_checkpoint
 
 FORMAT_VERSION = 1
 
@@ -39,7 +39,7 @@ class Recognizer(nn.Module):
         self,
         features: FeatureConfig,
         dims: ModelDims,
-        tokenizer: CharTokenizer,
+        tokenizer: Tokenizer,
         mean: torch.Tensor,
         std: torch.Tensor,
         specaugment: SpecAugmentConfig | None = None,
@@ -105,6 +105,7 @@ class Recognizer(nn.Module):
             "dims": self.dims.to_dict(),
             "features": self.features.to_dict(),
             "vocab": list(self.tokenizer.vocab),
+            "tokenizer": self.tokenizer.to_dict(),
             "norm_mean": self.norm.mean.detach().cpu(),
             "norm_std": self.norm.std.detach().cpu(),
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -119,7 +120,7 @@ class Recognizer(nn.Module):
         recognizer = cls(
             FeatureConfig(**checkpoint["features"]),
             ModelDims.from_dict(checkpoint["dims"]),
-            CharTokenizer(checkpoint["vocab"]),
+            tokenizer_from_checkpoint(checkpoint),
             checkpoint["norm_mean"],
             checkpoint["norm_std"],
             specaugment,
@@ -161,7 +162,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, half: bool = True, **ext
     """A copy of `src` for inference: no optimizer state, weights in float16 when `half`."""
     checkpoint = read_checkpoint(src)
     model = {k: v.half() if half and v.is_floating_point() else v for k, v in checkpoint["model"].items()}
-    keep = ("format_version", "dims", "features", "vocab", "norm_mean", "norm_std", "epoch", "metrics", "config")
+    keep = ("format_version", "dims", "features", "vocab", "tokenizer", "norm_mean", "norm_std", "epoch", "metrics", "config")
     return save_atomic({**{k: checkpoint[k] for k in keep if k in checkpoint}, "model": model, **extra}, dst)
 
 

@@ -37,7 +37,7 @@ from asr.metrics import normalize_text
 from asr.optim import AdamW, lr_factor, set_lr
 from asr.progress import progress_bar
 from asr.recognizer import Recognizer, load_recognizer, read_checkpoint
-from asr.tokenizer import CharTokenizer
+from asr.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict 
     if resume is not None:
         return Recognizer.from_checkpoint(resume, specaugment)
     features = feature_config(cfg)
-    tokenizer = CharTokenizer.build(normalize_text(u.text) for u in train_utts)
+    tokenizer = build_tokenizer(cfg.tokenizer.kind, (normalize_text(u.text) for u in train_utts),
+                                cfg.tokenizer.vocab_size, cfg.seed)
     mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed, progress, cache)
     return Recognizer(features, model_dims(cfg, len(tokenizer)), tokenizer, mean, std, specaugment)
 

@@ -138,3 +138,28 @@ def test_binary_garbage_is_refused(tmp_path):
     path.write_bytes(bytes(range(256)))
     with pytest.raises(ArpaError, match="not a text ARPA file"):
         check_arpa(path)
+
+
+def test_a_unigram_lm_is_refused_before_kenlm_sees_it(tmp_path):
+    path = tmp_path / "uni.arpa"
+    path.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\n-1.0\t</s>\n-0.5\tA\n\n\\end\\\n")
+    with pytest.raises(ArpaError, match="a 1-gram LM; KenLM loads orders 2 to 6"):
+        check_arpa(path)
+
+
+def test_a_large_arpa_gets_the_header_check_and_kenlm_names_the_rest(tmp_path, monkeypatch):
+    import asr.lm
+    from asr.decoding import load_kenlm
+
+    path = tmp_path / "big.arpa"
+    path.write_text("\\data\\\nngram 1=3\nngram 2=1\n\n\\1-grams:\n-1.0\t<s>\t0\n-1.0\t</s>\nbroken\tA\n\n"
+                    "\\2-grams:\n-0.1\t<s> A\n\n\\end\\\n")
+    assert check_arpa(path, full_check_bytes=0) == path  # the header alone is sound
+    with pytest.raises(ArpaError, match="not a number"):
+        check_arpa(path)  # small: parsed in full
+    monkeypatch.setattr(asr.lm, "FULL_CHECK_BYTES", 0)
+    with pytest.raises(ArpaError, match="KenLM could not load it"):
+        load_kenlm.__wrapped__(str(path), None, ("<blank>", "|", "A"))  # what a large file would meet
+    path.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n")
+    with pytest.raises(ArpaError, match="a 1-gram LM"):
+        check_arpa(path, full_check_bytes=0)

@@ -58,6 +58,24 @@ def test_train_writes_self_describing_checkpoints_and_skips_bad_audio(tmp_path, 
     assert "optimizer" in read_checkpoint(tmp_path / "exp" / "last.pt")
 
 
+def test_training_with_subword_units_keeps_them_in_the_checkpoint(tmp_path):
+    from asr.tokenizer import SentencePieceTokenizer
+
+    utts = [Utterance(f"u{i}", str(write_tone(tmp_path / f"u{i}.wav", 0.6)), 0.6, text)
+            for i, text in enumerate(["AB BA", "BA AB", "AB AB", "BA"] * 2)]
+    manifest = write_manifest(utts, tmp_path / "train.jsonl")
+    best = train(compose_config(overrides(tmp_path, manifest, 2, "tokenizer=bpe", "tokenizer.vocab_size=6")))
+    ckpt = read_checkpoint(best)
+    assert ckpt["tokenizer"]["kind"] == "bpe" and ckpt["config"]["tokenizer"]["kind"] == "bpe"
+    tokenizer = load_recognizer(best).tokenizer
+    assert isinstance(tokenizer, SentencePieceTokenizer) and ckpt["dims"]["n_tokens"] == len(tokenizer)
+    assert tokenizer.decode(tokenizer.encode("AB BA")) == "AB BA"
+    # resumed, the run keeps the tokenizer it started with rather than learning another
+    train(compose_config(overrides(tmp_path, manifest, 3, "tokenizer=bpe", "tokenizer.vocab_size=6",
+                                   f"train.resume={tmp_path / 'exp' / 'last.pt'}")))
+    assert read_checkpoint(tmp_path / "exp" / "last.pt")["tokenizer"]["model"] == ckpt["tokenizer"]["model"]
+
+
 def test_resume_continues_after_the_last_saved_epoch(tmp_path):
     manifest = tiny_corpus(tmp_path)
     train(compose_config(overrides(tmp_path, manifest, 2)))
