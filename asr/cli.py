@@ -1,4 +1,4 @@
-"""The `asr` command: prepare, train, evaluate, transcribe, lm, tune-decoder.
+"""The `asr` command: prepare, shard, train, evaluate, transcribe, lm, tune-decoder.
 
 It parses arguments and calls the library; flags carry the names of the keyword arguments they set.
 """
@@ -52,6 +52,17 @@ def _prepare_kaldi(args) -> int:
     utts = prepare_kaldi(args.src, args.audio_root)
     write_manifest(utts, args.out)
     print(f"{args.out}: {len(utts)} utterances, {sum(u.duration for u in utts) / 3600:.2f} h")
+    return 0
+
+
+def _shard(args) -> int:
+    from asr.errors import InputError
+    from asr.manifest import Manifest
+    from asr.shards import write_shards
+
+    if args.shard_size < 1:
+        raise InputError(f"--shard-size {args.shard_size}: must be 1 or more")
+    write_shards(Manifest(args.manifest), args.out, args.shard_size, args.sample_rate)  # logs what it wrote
     return 0
 
 
@@ -272,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     kaldi.add_argument("--out", required=True, help="the manifest to write (.jsonl)")
     kaldi.add_argument("--audio-root", default=".", help="folder that relative wav.scp paths start from (default: .)")
     kaldi.set_defaults(run=_prepare_kaldi)
+
+    shard = commands.add_parser("shard", help="pack a manifest's audio into tar shards (train with data.train=OUT)")
+    shard.add_argument("--manifest", required=True, help="JSON-lines manifest")
+    shard.add_argument("--out", required=True, help="folder for shard-NNNNNN.tar and shards.jsonl")
+    shard.add_argument("--shard-size", type=int, default=1000, help="utterances a shard (default: %(default)s)")
+    shard.add_argument("--sample-rate", type=int, default=16000,
+                       help="the model's sample rate: audio is stored as 16-bit FLAC at it (default: %(default)s)")
+    shard.set_defaults(run=_shard)
 
     train = commands.add_parser("train", help="train a model; arguments are Hydra overrides",
                                 epilog=_train_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -45,7 +45,7 @@ class UtteranceDataset(Dataset):
         cache: Mapping[tuple, np.ndarray | None] | None = None,
         seed: int = 0,
     ):
-        self.utterances = list(utterances)
+        self.utterances = utterances  # any sequence: a lazy `Manifest` stays lazy
         self.seed = seed
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
@@ -163,13 +163,21 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.world = world
         self.epoch = 0
+        self._memo: tuple[int, list[list[int]]] | None = None  # the last epoch's batches
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def batches(self, epoch: int | None = None) -> list[list[int]]:
-        """This rank's batches for `epoch` (default: the one `set_epoch` chose)."""
-        rng = random.Random(self.seed + (self.epoch if epoch is None else epoch))
+        """This rank's batches for `epoch` (default: the one `set_epoch` chose); the last epoch's
+        are kept, as the training loop asks for an epoch's length and then for its batches."""
+        epoch = self.epoch if epoch is None else epoch
+        if self._memo is None or self._memo[0] != epoch:
+            self._memo = epoch, self._batches(epoch)
+        return self._memo[1]
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(self.seed + epoch)
         # A small random jitter mixes utterances of nearly equal length between epochs.
         keys = [d * (1 + 0.05 * rng.random()) if self.shuffle else d for d in self.durations]
         order = sorted(range(len(self.durations)), key=keys.__getitem__)

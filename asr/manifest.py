@@ -1,11 +1,13 @@
 """Utterance records and JSON-lines manifests (one utterance a line)."""
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,38 +34,87 @@ class ManifestError(AsrError):
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest")
-    utterances, first_line = [], {}
-    with path.open(encoding="utf-8-sig") as f:
-        for n_line, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise TypeError("not a JSON object")
-                missing = [k for k in ("id", "audio", "duration", "text") if k not in record]
-                if missing:
-                    raise ManifestError(f"{path}:{n_line}: no {', '.join(missing)} "
-                                        "(every line needs id, audio, duration and text; text may be \"\")")
-                utt = Utterance(
-                    id=str(record["id"]),
-                    audio=str(record["audio"]),
-                    duration=float(record["duration"]),
-                    text=str(record["text"]),
-                    speaker=str(record.get("speaker", "")),
-                    start=float(record.get("start", 0.0)),
-                )
-            except (json.JSONDecodeError, TypeError, ValueError) as error:
-                raise ManifestError(f"{path}:{n_line}: bad manifest line ({error})") from None
-            if utt.id in first_line:
-                raise ManifestError(f"{path}:{n_line}: utterance id {utt.id!r} is used twice "
-                                    f"(first on line {first_line[utt.id]})")
-            first_line[utt.id] = n_line
-            utterances.append(utt)
-    return utterances
+    """Every utterance of a manifest, in memory (see `Manifest` for large ones)."""
+    return list(Manifest(path))
+
+
+class Manifest(Sequence):
+    """A JSON-lines manifest, read lazily: a sequence of `Utterance`s that holds only each line's
+    byte offset and duration (16 bytes an utterance), and parses a line when it is asked for.
+
+    Opening it reads the file once and checks every line (fields, types, duplicate ids) as
+    `read_manifest` always has, so a bad line stops a run before it starts, naming the line.
+    Items are read with `os.pread`, safe in threads and in forked loader workers.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ManifestError(f"{self.path}: no such manifest")
+        self._offsets, self._lengths, self.durations = array("q"), array("l"), array("d")
+        ids: set[str] = set()
+        offset = 0
+        with self.path.open("rb") as f:
+            for n_line, raw in enumerate(f, 1):
+                start, offset = offset, offset + len(raw)
+                if n_line == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw, start = raw[3:], start + 3
+                if not raw.strip():
+                    continue
+                utt = _parse_line(raw, self.path, n_line)
+                if utt.id in ids:
+                    raise ManifestError(f"{self.path}:{n_line}: utterance id {utt.id!r} is used twice "
+                                        f"(first on line {self._first_line(utt.id)})")
+                ids.add(utt.id)
+                self._offsets.append(start)
+                self._lengths.append(len(raw))
+                self.durations.append(utt.duration)
+        self._fd, self._pid = None, None
+
+    def _first_line(self, utt_id: str) -> int:
+        with self.path.open("rb") as f:
+            return next(n for n, raw in enumerate(f, 1) if raw.strip() and json.loads(raw).get("id") == utt_id)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if self._pid != os.getpid():  # a new process (a forked worker) opens its own descriptor
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        raw = os.pread(self._fd, self._lengths[index], self._offsets[index])
+        return _parse_line(raw, self.path, index + 1)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None, "_pid": None}
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+
+def _parse_line(raw: bytes, path: Path, n_line: int) -> Utterance:
+    try:
+        record = json.loads(raw)
+        if not isinstance(record, dict):
+            raise TypeError("not a JSON object")
+        missing = [k for k in ("id", "audio", "duration", "text") if k not in record]
+        if missing:
+            raise ManifestError(f"{path}:{n_line}: no {', '.join(missing)} "
+                                "(every line needs id, audio, duration and text; text may be \"\")")
+        return Utterance(
+            id=str(record["id"]),
+            audio=str(record["audio"]),
+            duration=float(record["duration"]),
+            text=str(record["text"]),
+            speaker=str(record.get("speaker", "")),
+            start=float(record.get("start", 0.0)),
+        )
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as error:
+        raise ManifestError(f"{path}:{n_line}: bad manifest line ({error})") from None
 
 
 def write_manifest(utterances: Iterable[Utterance], path: str | Path) -> Path:

@@ -8,6 +8,7 @@ import itertools
 import logging
 import random
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -32,11 +33,12 @@ from asr.distributed import Rank, barrier, check_replicas, init_distributed, shu
 from asr.errors import AsrError
 from asr.evaluate import ctc_loss, decode_utterances, evaluate, format_report, score
 from asr.features import FeatureConfig, FeatureExtractor, StatsAccumulator
-from asr.manifest import Utterance, atomic_write_text, read_manifest
+from asr.manifest import Manifest, Utterance, atomic_write_text, read_manifest
 from asr.metrics import normalize_text
 from asr.optim import AdamW, lr_factor, set_lr
 from asr.progress import progress_bar
 from asr.recognizer import Recognizer, load_recognizer, read_checkpoint
+from asr.shards import ShardStream, shard_audio, shard_index
 from asr.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
@@ -45,29 +47,34 @@ METRICS = ["epoch", "step", "lr", "train_loss", "dev_loss", "dev_cer", "dev_wer"
            "audio_seconds_per_second", "data_wait", "skipped", "nonfinite", "infeasible"]
 
 
-def estimate_stats(features: FeatureConfig, utterances: list[Utterance], max_utterances: int, seed: int,
-                   progress: bool = True, cache=None):
-    """Per-bin mean and standard deviation of the features over (a sample of) the training set."""
-    sample = random.Random(seed).sample(utterances, min(max_utterances, len(utterances)))
+def estimate_stats(features: FeatureConfig, utterances: Sequence[Utterance], max_utterances: int, seed: int,
+                   progress: bool = True, cache=None, shards: bool = False):
+    """Per-bin mean and standard deviation of the features over (a sample of) the training set
+    (`utterances` a shard index when `shards`: the sample is then read shard by shard)."""
+    sample = random.Random(seed).sample(range(len(utterances)), min(max_utterances, len(utterances)))
     extractor = FeatureExtractor(features)
     accumulator = StatsAccumulator(features.n_features)
-    dataset = UtteranceDataset(sample, None, features.sample_rate, cache=cache)
-    for utt, audio, _ in progress_bar(dataset, progress, desc="feature statistics", unit="utt"):
+    if shards:
+        items = ((utt, None if a is None else torch.from_numpy(a)) for utt, a in shard_audio(utterances, sorted(sample)))
+    else:
+        dataset = UtteranceDataset([utterances[i] for i in sample], None, features.sample_rate, cache=cache)
+        items = ((utt, audio) for utt, audio, _ in dataset)
+    for utt, audio in progress_bar(items, progress, desc="feature statistics", unit="utt", total=len(sample)):
         if audio is not None:
             feats, n_frames = extractor(audio[None], torch.tensor([audio.shape[0]]))
             accumulator.add(feats, n_frames)
     return accumulator.result()
 
 
-def build_recognizer(cfg: DictConfig, train_utts: list[Utterance], resume: dict | None, progress: bool = True,
-                     cache=None) -> Recognizer:
+def build_recognizer(cfg: DictConfig, train_utts: Sequence[Utterance], resume: dict | None, progress: bool = True,
+                     cache=None, shards: bool = False) -> Recognizer:
     specaugment = specaugment_config(cfg)
     if resume is not None:
         return Recognizer.from_checkpoint(resume, specaugment)
     features = feature_config(cfg)
     tokenizer = build_tokenizer(cfg.tokenizer.kind, (normalize_text(u.text) for u in train_utts),
                                 cfg.tokenizer.vocab_size, cfg.seed)
-    mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed, progress, cache)
+    mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed, progress, cache, shards)
     return Recognizer(features, model_dims(cfg, len(tokenizer)), tokenizer, mean, std, specaugment)
 
 
@@ -176,9 +183,9 @@ class Run:
     model: torch.nn.Module  # the recogniser, or its DistributedDataParallel wrapper
     optimizer: AdamW
     scaler: torch.amp.GradScaler
-    sampler: BucketBatchSampler
+    sampler: BucketBatchSampler | ShardStream
     state: TrainingState
-    train_utts: list[Utterance]
+    train_utts: Manifest
     dev_utts: list[Utterance]
     test_utts: list[Utterance]
     sample_rate: int
@@ -203,11 +210,17 @@ def train(cfg: DictConfig) -> Path:
     """
     rank, device = init_distributed(pick_device(cfg.device))
     run = start_run(cfg, rank, device)
-    stream = EpochStream(run.sampler, run.state.epoch, cfg.train.epochs)
-    dataset = UtteranceDataset(run.train_utts, run.recognizer.tokenizer, run.sample_rate, cfg.train.speeds, run.cache,
-                               seed=cfg.seed)
-    loader = iter(DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=cfg.train.num_workers,
-                             pin_memory=device.type == "cuda"))
+    if isinstance(run.sampler, ShardStream):  # batches come whole, shard by shard
+        stream = run.sampler
+        stream.start, stream.stop = run.state.epoch, cfg.train.epochs
+        loader = iter(DataLoader(stream, batch_size=None, num_workers=cfg.train.num_workers,
+                                 pin_memory=device.type == "cuda"))
+    else:
+        stream = EpochStream(run.sampler, run.state.epoch, cfg.train.epochs)
+        dataset = UtteranceDataset(run.train_utts, run.recognizer.tokenizer, run.sample_rate, cfg.train.speeds,
+                                   run.cache, seed=cfg.seed)
+        loader = iter(DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=cfg.train.num_workers,
+                                 pin_memory=device.type == "cuda"))
     writer = _tensorboard(run.out_dir) if rank.is_main and cfg.train.tensorboard else None
     step_fn = partial(train_step, model=run.model, optimizer=run.optimizer, scaler=run.scaler, device=device,
                       autocast=_autocast(device, cfg.train.precision), grad_clip=cfg.train.grad_clip,
@@ -246,7 +259,14 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed, -1, 0)  # the model's initial weights: the same in every process
-    train_utts = read_manifest(cfg.data.train)
+    shards = shard_index(cfg.data.train)  # data.train: a manifest, or a folder of tar shards
+    train_utts = Manifest(shards or cfg.data.train)  # read lazily: 16 bytes an utterance
+    if shards and cfg.train.cache_audio:
+        raise TrainingError(f"train.cache_audio=true: not with the shard folder {cfg.data.train} (shards are read "
+                            "as the epoch comes to them)")
+    if shards and cfg.train.num_workers > 1:
+        raise TrainingError(f"train.num_workers={cfg.train.num_workers}: a shard folder is read by at most 1 "
+                            "loader worker a process")
     dev_utts = read_manifest(cfg.data.dev) if cfg.data.get("dev") else []
     if cfg.train.test_best and not cfg.data.get("test"):
         raise TrainingError("train.test_best=true needs a test manifest: data.test=PATH")
@@ -257,18 +277,24 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
         raise TrainingError(f"{cfg.train.resume}: holds no training state to resume from")
     # A resumed run keeps its checkpoint's features, whatever the configuration says now.
     sample_rate = resume["features"]["sample_rate"] if resume is not None else feature_config(cfg).sample_rate
-    cache = cache_audio(train_utts + dev_utts, sample_rate, progress=rank.is_main) if cfg.train.cache_audio else None
-    recognizer = build_recognizer(cfg, train_utts, resume, rank.is_main, cache).to(device)
+    cache = cache_audio([*train_utts, *dev_utts], sample_rate, progress=rank.is_main) if cfg.train.cache_audio else None
+    recognizer = build_recognizer(cfg, train_utts, resume, rank.is_main, cache, bool(shards)).to(device)
     # No device_ids: DDP would then copy every input to the GPU, and the lengths must stay on the host.
     model = DistributedDataParallel(recognizer) if rank.distributed else recognizer
     o = cfg.optim
     optimizer = AdamW(recognizer.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
                       decay_vectors=o.decay_vectors)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.precision == "fp16")
-    sampler = BucketBatchSampler([u.duration for u in train_utts], cfg.train.max_batch_seconds,
-                                 cfg.train.max_batch, True, cfg.seed, rank.rank, rank.world)
+    if shards:
+        sampler = ShardStream(train_utts, recognizer.tokenizer, sample_rate, cfg.train.speeds,
+                              cfg.train.max_batch_seconds, cfg.train.max_batch, cfg.seed, rank.rank, rank.world)
+        steps = sampler.epoch_length(0)
+    else:
+        sampler = BucketBatchSampler(train_utts.durations, cfg.train.max_batch_seconds,
+                                     cfg.train.max_batch, True, cfg.seed, rank.rank, rank.world)
+        steps = len(sampler)
     run = Run(cfg, rank, device, recognizer, model, optimizer, scaler, sampler, TrainingState(), train_utts, dev_utts,
-              test_utts, sample_rate, cache, total_steps=cfg.train.epochs * len(sampler))
+              test_utts, sample_rate, cache, total_steps=cfg.train.epochs * steps)
     if resume is not None:
         resume_from(run, resume)
     if rank.is_main:
