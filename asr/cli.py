@@ -158,7 +158,7 @@ def _lm_build(args) -> int:
     texts = [normalize_text(t) for t in _read_texts(args.text)]
     lm = build_ngram_lm(text_sentences(texts, args.unit), args.order)
     write_arpa(lm, args.out)
-    counts = ", ".join(f"{len(g)} {n}-grams" for n, g in enumerate(lm.logprob, 1))
+    counts = ", ".join(f"{size} {n}-grams" for n, size in enumerate(lm.sizes(), 1))
     print(f"{args.out}: order {args.order} ({args.unit}s), {counts}")
     if args.lexicon:
         from asr.decoding import write_lexicon

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
-from collections import Counter, defaultdict
+from array import array
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from asr.errors import AsrError, InputError
-from asr.manifest import atomic_write_text
+from asr.manifest import temporary_beside
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +36,27 @@ class ArpaError(AsrError):
     """A malformed ARPA file; the message names the file, the line and what is wrong."""
 
 
-@dataclass
 class NgramLM:
     """log10 probabilities and back-off weights by n-gram (tuples of words), orders 1..order."""
 
-    order: int
-    logprob: list[dict[tuple[str, ...], float]]
-    backoff: list[dict[tuple[str, ...], float]]
+    def __init__(self, order: int, logprob: list[dict], backoff: list[dict]):
+        self.order, self._logprob, self._backoff = order, logprob, backoff
+
+    @property
+    def logprob(self) -> list[dict[tuple[str, ...], float]]:
+        return self._logprob
+
+    @property
+    def backoff(self) -> list[dict[tuple[str, ...], float]]:
+        return self._backoff
+
+    def sizes(self) -> list[int]:
+        return [len(g) for g in self.logprob]
+
+    def rows(self, n: int) -> Iterable[tuple[float, str, float | None]]:
+        """(log10 p, the words joined by spaces, back-off or None) of every n-gram, for `write_arpa`."""
+        for ngram, prob in self.logprob[n - 1].items():
+            yield prob, " ".join(ngram), self.backoff[n - 1].get(ngram)
 
     def word_logprob(self, word: str, context: Sequence[str]) -> float:
         """log10 p(word | context) with ARPA back-off (unknown words score as <unk>)."""
@@ -64,36 +81,134 @@ class NgramLM:
         return total
 
 
-def count_ngrams(sentences: Iterable[Sequence[str]], order: int) -> list[Counter]:
-    """Raw counts of every n-gram, n = 1..order, over sentences padded with <s> and </s>."""
-    counts = [Counter() for _ in range(order)]
-    for words in sentences:
-        padded = [BOS, *words, EOS]
-        for n in range(1, order + 1):
-            for i in range(len(padded) - n + 1):
-                counts[n - 1][tuple(padded[i : i + n])] += 1
-    return counts
+class TableLM(NgramLM):
+    """An estimated LM as arrays: per order, the n-grams as rows of word ids, their log10
+    probabilities and back-off weights (NaN: none). The dictionaries of `NgramLM` are made only
+    when asked for (small LMs, tests); `write_arpa` writes from the arrays."""
+
+    def __init__(self, vocab: list[str], grams: list[np.ndarray], logprobs: list[np.ndarray],
+                 backoffs: list[np.ndarray]):
+        self.order, self.vocab, self.grams, self.logprobs, self.backoffs = len(grams), vocab, grams, logprobs, backoffs
+        self._dicts = None
+
+    def _as_dicts(self):
+        if self._dicts is None:
+            logprob, backoff = [], []
+            for grams, probs, weights in zip(self.grams, self.logprobs, self.backoffs):
+                keys = [tuple(self.vocab[i] for i in row) for row in grams.tolist()]
+                logprob.append(dict(zip(keys, probs.tolist())))
+                backoff.append({k: w for k, w in zip(keys, weights.tolist()) if not math.isnan(w)})
+            self._dicts = logprob, backoff
+        return self._dicts
+
+    @property
+    def logprob(self):
+        return self._as_dicts()[0]
+
+    @property
+    def backoff(self):
+        return self._as_dicts()[1]
+
+    def sizes(self) -> list[int]:
+        return [len(g) for g in self.grams]
+
+    def rows(self, n: int):
+        words, weights = self.vocab, self.backoffs[n - 1]
+        for row, prob, weight in zip(self.grams[n - 1].tolist(), self.logprobs[n - 1].tolist(), weights.tolist()):
+            yield prob, " ".join(words[i] for i in row), None if math.isnan(weight) else weight
 
 
-def adjusted_counts(raw: list[Counter]) -> list[Counter]:
-    """Highest order and n-grams starting with <s>: raw counts; others: distinct left extensions."""
-    order = len(raw)
-    adjusted = [Counter() for _ in range(order)]
-    adjusted[-1] = Counter(raw[-1])
-    for n in range(order - 1, 0, -1):  # continuation counts of order n from order n+1
-        for ngram in raw[n]:
-            adjusted[n - 1][ngram[1:]] += 1
-        for ngram, count in raw[n - 1].items():
-            if ngram[0] == BOS or ngram not in adjusted[n - 1]:
-                adjusted[n - 1][ngram] = count
+# The counting works on arrays of word ids: an n-gram is a row of n int32 ids, and a table of them
+# is kept unique and sorted as byte strings (`_unique_rows`), so rows sharing a prefix are
+# contiguous and a table is searched with `np.searchsorted`. 10 M words of text take about
+# 16 bytes a word a order in the arrays, where dictionaries of tuples took about 150.
+
+def _rows_view(rows: np.ndarray) -> np.ndarray:
+    rows = np.ascontiguousarray(rows, dtype=np.int32)
+    return rows.view(np.dtype((np.void, 4 * rows.shape[1]))).ravel()
+
+
+def _unique_rows(rows: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows (sorted as byte strings) and how often each occurs (or the sum of `weights`)."""
+    n = rows.shape[1]
+    unique, inverse, counts = np.unique(_rows_view(rows), return_inverse=True, return_counts=True)
+    if weights is not None:
+        counts = np.bincount(inverse, weights=weights, minlength=len(unique))
+    return unique.view(np.int32).reshape(-1, n), counts
+
+
+def _find_rows(table: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Index of each query row in `table` (unique, sorted by `_unique_rows`), -1 where absent."""
+    if len(table) == 0:
+        return np.full(len(queries), -1)
+    view, query = _rows_view(table), _rows_view(queries)
+    at = np.minimum(np.searchsorted(view, query), len(view) - 1)
+    return np.where(view[at] == query, at, -1)
+
+
+def _encode(sentences: Iterable[Sequence[str]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Word ids of the sentences padded with <s> and </s>, one array, and each token's sentence."""
+    ids = {BOS: 0, EOS: 1}
+    tokens, sentence = array("i"), array("i")
+    for k, words in enumerate(sentences):
+        padded = [0, *(ids.setdefault(w, len(ids)) for w in words), 1]
+        tokens.extend(padded)
+        sentence.extend([k] * len(padded))
+    return list(ids), np.frombuffer(tokens, dtype=np.int32), np.frombuffer(sentence, dtype=np.int32)
+
+
+def _count_tables(tokens: np.ndarray, sentence: np.ndarray, order: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(distinct n-grams, raw counts) for n = 1..order; no n-gram spans two sentences."""
+    tables = []
+    for n in range(1, order + 1):
+        length = len(tokens) - n + 1
+        if length <= 0:
+            tables.append((np.zeros((0, n), np.int32), np.zeros(0, np.int64)))
+            continue
+        starts = np.nonzero(sentence[:length] == sentence[n - 1 :])[0]
+        rows = np.stack([tokens[starts + k] for k in range(n)], axis=1)
+        tables.append(_unique_rows(rows))
+        del rows, starts
+    return tables
+
+
+def _adjust(tables: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Adjusted counts per order: the highest order and n-grams starting with <s> keep their raw
+    counts; the others get continuation counts (distinct words seen before them)."""
+    adjusted = [None] * len(tables)
+    adjusted[-1] = tables[-1][1]
+    for n in range(len(tables) - 1, 0, -1):  # order n (index n - 1) from order n + 1
+        grams, counts = tables[n - 1]
+        suffixes, continuation = _unique_rows(tables[n][0][:, 1:])
+        at = _find_rows(suffixes, grams)
+        keep_raw = (at < 0) | (grams[:, 0] == 0)
+        adjusted[n - 1] = np.where(keep_raw, counts, continuation[np.maximum(at, 0)])
     return adjusted
 
 
-def estimate_discounts(counts: Counter, order: int = 0) -> tuple[float, float, float]:
+def count_ngrams(sentences: Iterable[Sequence[str]], order: int) -> list[Counter]:
+    """Raw counts of every n-gram, n = 1..order, over sentences padded with <s> and </s>."""
+    vocab, tokens, sentence = _encode(sentences)
+    return [_as_counter(vocab, grams, counts) for grams, counts in _count_tables(tokens, sentence, order)]
+
+
+def adjusted_counts(sentences: Iterable[Sequence[str]], order: int) -> list[Counter]:
+    """The counts modified Kneser-Ney discounts, order by order (see `_adjust`)."""
+    vocab, tokens, sentence = _encode(sentences)
+    tables = _count_tables(tokens, sentence, order)
+    return [_as_counter(vocab, grams, counts) for (grams, _), counts in zip(tables, _adjust(tables))]
+
+
+def _as_counter(vocab: list[str], grams: np.ndarray, counts: np.ndarray) -> Counter:
+    return Counter({tuple(vocab[i] for i in row): int(c) for row, c in zip(grams.tolist(), counts.tolist())})
+
+
+def estimate_discounts(counts, order: int = 0) -> tuple[float, float, float]:
     """(D1, D2, D3+) of Chen & Goodman (1998) from n1..n4, the numbers of n-grams seen *exactly*
-    1..4 times (as KenLM's lmplz); the fallback, logged with the reason, where they are out of range."""
-    n = Counter(c for c in counts.values() if c <= 4)
-    n1, n2, n3, n4 = (n[k] for k in (1, 2, 3, 4))
+    1..4 times (as KenLM's lmplz); the fallback, logged with the reason, where they are out of range.
+    `counts`: the counts (an array), or a mapping to them."""
+    values = np.fromiter(counts.values(), dtype=np.int64) if hasattr(counts, "values") else np.asarray(counts)
+    n1, n2, n3, n4 = (int(np.count_nonzero(values == k)) for k in (1, 2, 3, 4))
     what = f"order {order}" if order else "n-grams"
     if not (n1 and n2 and n3):
         log.warning("%s: discounts fall back to %s: no n-gram seen exactly %s time(s)", what, FALLBACK_DISCOUNTS,
@@ -112,66 +227,95 @@ def build_ngram_lm(
     sentences: Iterable[Sequence[str]],
     order: int = 3,
     discounts: Sequence[tuple[float, float, float]] | None = None,
-) -> NgramLM:
+) -> TableLM:
     """Interpolated modified Kneser-Ney; `discounts` per order (1..order) overrides the estimate."""
     if not 1 <= order <= KENLM_MAX_ORDER:
         raise InputError(f"order {order}: must be 1 to {KENLM_MAX_ORDER}, the most the decoder's KenLM loads")
-    raw = count_ngrams(sentences, order)
-    if not raw[0]:
+    vocab, tokens, sentence = _encode(sentences)
+    if len(vocab) == 2 and not len(tokens):
         raise InputError("no text to estimate a language model from")
-    adjusted = adjusted_counts(raw)
+    tables = _count_tables(tokens, sentence, order)
+    del tokens, sentence
+    adjusted = _adjust(tables)
     discounts = list(discounts) if discounts else [estimate_discounts(c, n) for n, c in enumerate(adjusted, 1)]
-    vocab = sorted({w for (w,) in raw[0]} | {UNK})
+    if UNK not in vocab:
+        vocab.append(UNK)
+    unk = vocab.index(UNK)
     n_uniform = len(vocab) - 1  # <s> is never predicted
 
-    # For each order: the discounted share of every n-gram, and per context the mass set aside.
-    interpolated: list[dict[tuple[str, ...], float]] = []  # probabilities, not logs
-    gammas: list[dict[tuple[str, ...], float]] = []
+    grams_by_order, probs_by_order, contexts_by_order, gammas_by_order = [], [], [], []
     for n in range(1, order + 1):
-        d1, d2, d3 = discounts[n - 1]
-        totals, left = defaultdict(float), defaultdict(float)
-        for ngram, count in adjusted[n - 1].items():
-            if ngram[-1] == BOS:
-                continue
-            context = ngram[:-1]
-            totals[context] += count
-            left[context] += (d1, d2, d3)[min(count, 3) - 1]
-        gamma = {context: left[context] / totals[context] for context in totals}
-        probs = {}
-        for ngram, count in adjusted[n - 1].items():
-            if ngram[-1] == BOS:
-                continue
-            context = ngram[:-1]
-            discounted = max(count - (d1, d2, d3)[min(count, 3) - 1], 0.0) / totals[context]
-            lower = interpolated[-1][ngram[1:]] if n > 1 else 1.0 / n_uniform
-            probs[ngram] = discounted + gamma[context] * lower
+        grams, counts = tables[n - 1][0], adjusted[n - 1]
+        keep = grams[:, -1] != 0  # nothing predicts <s>
+        grams, counts = grams[keep], counts[keep].astype(np.float64)
+        d = np.asarray((0.0, *discounts[n - 1]))[np.minimum(counts, 3).astype(np.int64)]
+        contexts, inverse = np.unique(_rows_view(grams[:, :-1]), return_inverse=True) if n > 1 else \
+            (np.zeros(1, np.dtype((np.void, 0))), np.zeros(len(grams), np.int64))
+        totals = np.bincount(inverse, weights=counts)
+        gamma = np.bincount(inverse, weights=d) / totals
         if n == 1:
-            probs[(UNK,)] = probs.get((UNK,), 0.0) + gamma[()] / n_uniform
-        interpolated.append(probs)
-        gammas.append(gamma)
+            lower = np.full(len(grams), 1.0 / n_uniform)
+        else:
+            lower = probs_by_order[-1][_find_rows(grams_by_order[-1], grams[:, 1:])]
+        probs = np.maximum(counts - d, 0.0) / totals[inverse] + gamma[inverse] * lower
+        if n == 1:  # <unk> gets the uniform share; <s> is listed, with the conventional -99
+            extra = [g for g in (unk, 0) if not (grams[:, 0] == g).any()]
+            grams = np.concatenate([grams, np.asarray(extra, np.int32).reshape(-1, 1)])
+            probs = np.concatenate([probs, np.zeros(len(extra))])
+            probs[grams[:, 0] == unk] += gamma[0] / n_uniform
+            grams, order_rows = _sorted(grams)
+            probs = probs[order_rows]
+        grams_by_order.append(grams)
+        probs_by_order.append(probs)
+        contexts_by_order.append(contexts.view(np.int32).reshape(-1, n - 1) if n > 1 else None)
+        gammas_by_order.append(gamma)
 
-    logprob = [{k: math.log10(p) for k, p in probs.items()} for probs in interpolated]
-    logprob[0][(BOS,)] = -99.0
-    backoff = [dict() for _ in range(order)]
-    for n in range(1, order):  # a back-off weight for every n-gram that is also a context
-        for context, gamma in gammas[n].items():
-            if context in logprob[n - 1] or context == (BOS,):
-                backoff[n - 1][context] = math.log10(gamma) if gamma > 0 else -99.0
-    return NgramLM(order, logprob, backoff)
+    logprobs = []
+    for n, probs in enumerate(probs_by_order, 1):
+        with np.errstate(divide="ignore"):
+            logprob = np.log10(probs)
+        if n == 1:
+            logprob[grams_by_order[0][:, 0] == 0] = -99.0
+        logprobs.append(logprob)
+    backoffs = []
+    for n in range(1, order + 1):  # a back-off weight for every n-gram that is also a context
+        weights = np.full(len(grams_by_order[n - 1]), np.nan)
+        if n < order:
+            at = _find_rows(contexts_by_order[n], grams_by_order[n - 1])
+            found = at >= 0
+            gamma = gammas_by_order[n][at[found]]
+            with np.errstate(divide="ignore"):
+                weights[found] = np.where(gamma > 0, np.log10(np.maximum(gamma, 1e-300)), -99.0)
+        backoffs.append(weights)
+    return TableLM(vocab, grams_by_order, logprobs, backoffs)
+
+
+def _sorted(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order_rows = np.argsort(_rows_view(rows), kind="stable")
+    return rows[order_rows], order_rows
 
 
 def write_arpa(lm: NgramLM, path: str | Path) -> Path:
-    lines = ["", "\\data\\"]
-    lines += [f"ngram {n}={len(lm.logprob[n - 1])}" for n in range(1, lm.order + 1)]
-    for n in range(1, lm.order + 1):
-        lines += ["", f"\\{n}-grams:"]
-        for ngram in sorted(lm.logprob[n - 1]):
-            row = f"{lm.logprob[n - 1][ngram]:.6f}\t{' '.join(ngram)}"
-            if n < lm.order and ngram in lm.backoff[n - 1]:
-                row += f"\t{lm.backoff[n - 1][ngram]:.6f}"
-            lines.append(row)
-    lines += ["", "\\end\\", ""]
-    return atomic_write_text(path, "\n".join(lines))
+    """Write `lm` as an ARPA file, line by line (a temporary file renamed at the end)."""
+    path = Path(path)
+    fd, tmp = temporary_beside(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n\\data\\\n")
+            f.writelines(f"ngram {n}={size}\n" for n, size in enumerate(lm.sizes(), 1))
+            for n in range(1, lm.order + 1):
+                f.write(f"\n\\{n}-grams:\n")
+                for prob, words, weight in lm.rows(n):
+                    if n < lm.order and weight is not None:
+                        f.write(f"{prob:.6f}\t{words}\t{weight:.6f}\n")
+                    else:
+                        f.write(f"{prob:.6f}\t{words}\n")
+            f.write("\n\\end\\\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def read_arpa(path: str | Path) -> NgramLM:

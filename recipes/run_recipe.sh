@@ -8,8 +8,10 @@
 #   [--stop-stage N] [--lm-order N] [-- extra Hydra overrides for training, e.g. tokenizer=bpe]
 #
 # Stages: 1 prepare manifests (asr prepare <corpus>) in DATA,
-#         2 train experiment=<corpus>_<config> into EXP,
-#         3 score EXP/best.pt with greedy decoding on dev and on each test set DATA has (EXP/<set>.json),
+#         2 train experiment=<corpus>_<config> into EXP (and score the first test set, if any, in
+#           the same process: EXP/<set>.json),
+#         3 score EXP/best.pt with greedy decoding on dev and on each test set DATA has (EXP/<set>.json;
+#           a set scored after best.pt was written is skipped),
 #         4 word n-gram LM and lexicon of the training transcripts (EXP/lm/),
 #         5 tune LM weight and word score on dev (EXP/decoder.json),
 #         6 score with the LM decoder on dev and each test set (EXP/<set>_lm.json).
@@ -57,12 +59,19 @@ fi
 
 if run 2; then
   echo "== stage 2: train experiment=${corpus}_$config into $exp"
+  # The first test set is scored in the training process (saves a start-up; stage 3 then skips it).
+  first_test=$(score_sets | sed -n 2p)
+  test_args=(data.test=null)
+  [ -n "$first_test" ] && test_args=("data.test=$data/$first_test.jsonl" train.test_best=true)
   asr train "experiment=${corpus}_$config" "data.train=$data/$train_set.jsonl" "data.dev=$data/$dev_set.jsonl" \
-    data.test=null "out_dir=$exp" "$@"
+    "${test_args[@]}" "out_dir=$exp" "$@"
 fi
 
 if run 3; then
   for set in $(score_sets); do
+    if [ "$exp/$set.json" -nt "$exp/best.pt" ]; then
+      echo "== stage 3: $set already scored with greedy decoding ($exp/$set.json)"; continue
+    fi
     echo "== stage 3: greedy decoding of $set"
     asr evaluate --model "$exp/best.pt" --manifest "$data/$set.jsonl" --report "$exp/$set.json"
   done

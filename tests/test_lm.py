@@ -46,7 +46,7 @@ def test_probabilities_computed_by_hand():
 
 def test_adjusted_counts_and_discounts():
     raw = count_ngrams([["a", "b"], ["a"]], 2)
-    adjusted = adjusted_counts(raw)
+    adjusted = adjusted_counts([["a", "b"], ["a"]], 2)
     assert adjusted[0][("a",)] == 1 and adjusted[0][("</s>",)] == 2 and adjusted[0][("<s>",)] == 2
     assert adjusted[1] == raw[1]
     # Chen & Goodman's n1..n4 count n-grams seen *exactly* 1..4 times: "h" (7) is in none of them.
