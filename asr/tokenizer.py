@@ -17,7 +17,20 @@ WORD_START = "\u2581"  # sentencepiece's "▁"
 KINDS = ("char", "bpe", "unigram")
 
 
-class CharTokenizer:
+class _Vocabulary:
+    """What every tokenizer has: `vocab`, the tokens by id, the CTC blank first."""
+
+    vocab: list[str]
+
+    @property
+    def blank(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+
+class CharTokenizer(_Vocabulary):
     """Maps text to token ids and back; id 0 is the CTC blank, a space is a token of its own."""
 
     kind = "char"
@@ -37,13 +50,6 @@ class CharTokenizer:
             chars.update(text)
         chars.discard("\n")
         return cls([BLANK, *sorted(chars)])
-
-    @property
-    def blank(self) -> int:
-        return 0
-
-    def __len__(self) -> int:
-        return len(self.vocab)
 
     def encode(self, text: str) -> list[int]:
         """Characters outside the vocabulary are dropped."""
@@ -68,7 +74,7 @@ class CharTokenizer:
         return {"kind": self.kind}
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(_Vocabulary):
     """Sentencepiece subwords; our id = sentencepiece id + 1, so that the blank is 0.
 
     The sentencepiece model has no BOS/EOS/pad pieces; its unknown piece is kept (id 1 here), and
@@ -106,13 +112,6 @@ class SentencePieceTokenizer:
             num_threads=1, minloglevel=2, max_sentence_length=1 << 16,
         )
         return cls(model.getvalue(), model_type)
-
-    @property
-    def blank(self) -> int:
-        return 0
-
-    def __len__(self) -> int:
-        return len(self.vocab)
 
     def encode(self, text: str) -> list[int]:
         return [i + 1 for i in self._sp.encode(text)]
