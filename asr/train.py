@@ -37,7 +37,7 @@ from asr.manifest import Manifest, Utterance, atomic_write_text, read_manifest
 from asr.metrics import normalize_text
 from asr.optim import AdamW, lr_factor, set_lr
 from asr.progress import progress_bar
-from asr.recognizer import Recognizer, load_recognizer, read_checkpoint
+from asr.recognizer import BUILTIN_MODEL, Recognizer, load_recognizer, read_checkpoint
 from asr.shards import ShardStream, shard_audio, shard_index
 from asr.tokenizer import build_tokenizer
 
@@ -76,6 +76,30 @@ def build_recognizer(cfg: DictConfig, train_utts: Sequence[Utterance], resume: d
                                 cfg.tokenizer.vocab_size, cfg.seed)
     mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed, progress, cache, shards)
     return Recognizer(features, model_dims(cfg, len(tokenizer)), tokenizer, mean, std, specaugment)
+
+
+def init_weights(recognizer: Recognizer, checkpoint: dict) -> tuple[int, int]:
+    """Start `recognizer`'s model from `checkpoint`'s weights where names and shapes match; the
+    output layer's rows go token by token for the tokens both vocabularies have (the others keep
+    their fresh initialisation). The features and normalisation stay the recogniser's own.
+    Returns (tensors copied whole, tensors left as they were)."""
+    source, target = checkpoint["model"], recognizer.model.state_dict()
+    source_ids = {token: i for i, token in enumerate(checkpoint["vocab"])}
+    shared = [(i, source_ids[t]) for i, t in enumerate(recognizer.tokenizer.vocab) if t in source_ids]
+    copied, left = 0, 0
+    with torch.no_grad():
+        for name, value in target.items():
+            weights = source.get(name)
+            if weights is not None and weights.shape == value.shape and not name.startswith("output."):
+                value.copy_(weights.float() if weights.is_floating_point() else weights)
+                copied += 1
+            elif weights is not None and name.startswith("output.") and weights.shape[1:] == value.shape[1:]:
+                for mine, theirs in shared:
+                    value[mine] = weights[theirs].float()
+                copied += 1
+            else:
+                left += 1
+    return copied, left
 
 
 class TrainingError(AsrError):
@@ -278,7 +302,13 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     # A resumed run keeps its checkpoint's features, whatever the configuration says now.
     sample_rate = resume["features"]["sample_rate"] if resume is not None else feature_config(cfg).sample_rate
     cache = cache_audio([*train_utts, *dev_utts], sample_rate, progress=rank.is_main) if cfg.train.cache_audio else None
-    recognizer = build_recognizer(cfg, train_utts, resume, rank.is_main, cache, bool(shards)).to(device)
+    recognizer = build_recognizer(cfg, train_utts, resume, rank.is_main, cache, bool(shards))
+    if cfg.train.init_from and resume is None:
+        source = BUILTIN_MODEL if cfg.train.init_from == "builtin" else cfg.train.init_from
+        copied, left = init_weights(recognizer, read_checkpoint(source))
+        if rank.is_main:
+            log.info("weights from %s: %d tensors, %d left as initialised", source, copied, left)
+    recognizer = recognizer.to(device)
     # No device_ids: DDP would then copy every input to the GPU, and the lengths must stay on the host.
     model = DistributedDataParallel(recognizer) if rank.distributed else recognizer
     o = cfg.optim

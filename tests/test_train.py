@@ -76,6 +76,31 @@ def test_training_with_subword_units_keeps_them_in_the_checkpoint(tmp_path):
     assert read_checkpoint(tmp_path / "exp" / "last.pt")["tokenizer"]["model"] == ckpt["tokenizer"]["model"]
 
 
+def test_init_from_copies_matching_weights_and_maps_output_rows_by_token(tmp_path):
+    from asr.train import build_recognizer, init_weights
+
+    manifest = tiny_corpus(tmp_path)  # texts AB / BA: vocabulary <blank> A B
+    source = read_checkpoint(train(compose_config(overrides(tmp_path, manifest, 1))))
+    utts = [Utterance("c", str(write_tone(tmp_path / "c.wav", 0.5)), 0.5, "CAB")]  # <blank> A B C
+    cfg = compose_config(overrides(tmp_path, write_manifest(utts, tmp_path / "c.jsonl"), 1))
+    recognizer = build_recognizer(cfg, utts, None, progress=False)
+    fresh_c = recognizer.model.output.weight[3].clone()
+    copied, left = init_weights(recognizer, source)
+    target = recognizer.model.state_dict()
+    assert left == 0 and copied == len(target)
+    for name, value in source["model"].items():
+        if not name.startswith("output."):
+            assert torch.equal(target[name], value), name
+    for mine, theirs in ((0, 0), (1, 1), (2, 2)):  # <blank>, A, B: the same rows
+        assert torch.equal(target["output.weight"][mine], source["model"]["output.weight"][theirs])
+        assert target["output.bias"][mine] == source["model"]["output.bias"][theirs]
+    assert torch.equal(target["output.weight"][3], fresh_c)  # C: not in the source, left as initialised
+    # through the configuration, a new run starts from those weights
+    best = train(compose_config(overrides(tmp_path, tmp_path / "c.jsonl", 1, f"out_dir={tmp_path / 'exp2'}",
+                                          f"train.init_from={tmp_path / 'exp' / 'best.pt'}")))
+    assert read_checkpoint(best)["vocab"] == ["<blank>", "A", "B", "C"]
+
+
 def test_resume_continues_after_the_last_saved_epoch(tmp_path):
     manifest = tiny_corpus(tmp_path)
     train(compose_config(overrides(tmp_path, manifest, 2)))
