@@ -5,6 +5,7 @@
 # repository root:
 #   recipes/librispeech/run.sh [--config gpu|cpu] [--src PATH_OR_URL] [--data DIR] [--exp DIR]
 #                              [--stage N] [--stop-stage N] [--lm-order N] [-- extra Hydra overrides]
+case " $* " in *" -h "*|*" --help "*) sed -n '2,/^case/p' "$0" | sed '$d'; echo ;; esac
 exec "$(dirname "$0")/../run_recipe.sh" --corpus librispeech --configs "gpu cpu" \
   --default-src "https://www.openslr.org/resources/12/{part}.tar.gz" \
   --prepare-args "--parts train-clean-100 dev-clean test-clean test-other" \
