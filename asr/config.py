@@ -11,12 +11,13 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from asr.augment import AugmentConfig
 from asr.errors import ConfigError
 from asr.features import FeatureConfig, SpecAugmentConfig
 from asr.model import ModelDims
 from asr.tokenizer import KINDS
 
-GROUPS = ("data", "features", "model", "optim", "tokenizer", "experiment")
+GROUPS = ("data", "features", "model", "optim", "tokenizer", "augment", "experiment")
 
 
 def config_dir() -> Path:
@@ -92,6 +93,7 @@ def check_config(cfg: DictConfig) -> None:
     if not t.speeds or any(s <= 0 for s in t.speeds):
         raise ConfigError(f"train.speeds={list(t.speeds)}: expected a list of positive speeds, e.g. [0.9,1.0,1.1]")
     try:
+        augment_config(cfg)
         model_dims(cfg, n_tokens=2)
         specaugment_config(cfg)
     except (ValueError, TypeError) as error:
@@ -106,6 +108,13 @@ def model_dims(cfg: DictConfig, n_tokens: int) -> ModelDims:
     """The model's dimensions: `cfg.model` values plus the feature size and the vocabulary size."""
     values = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
     return ModelDims(n_input=feature_config(cfg).n_features, n_tokens=n_tokens, **values)
+
+
+def augment_config(cfg: DictConfig) -> AugmentConfig | None:
+    """The waveform augmentation of `cfg.augment`, or None when it does nothing."""
+    values = OmegaConf.to_container(cfg.augment, resolve=True) if "augment" in cfg else {}
+    config = AugmentConfig(**values)
+    return config if config.active else None
 
 
 def specaugment_config(cfg: DictConfig) -> SpecAugmentConfig | None:

@@ -13,6 +13,7 @@ import torchaudio.functional as AF
 from torch.utils.data import Dataset, Sampler
 
 from asr.audio import AudioError, load_audio
+from asr.augment import AugmentConfig, augment
 from asr.manifest import Utterance
 from asr.metrics import normalize_text
 from asr.progress import progress_bar
@@ -44,7 +45,9 @@ class UtteranceDataset(Dataset):
         speeds: Sequence[float] = (1.0,),
         cache: Mapping[tuple, np.ndarray | None] | None = None,
         seed: int = 0,
+        augment: AugmentConfig | None = None,
     ):
+        self.augment = augment  # waveform augmentation, drawn from (seed, epoch, i) as the speed is
         self.utterances = utterances  # any sequence: a lazy `Manifest` stays lazy
         self.seed = seed
         self.tokenizer = tokenizer
@@ -66,7 +69,11 @@ class UtteranceDataset(Dataset):
         # never become output symbols.
         tokens = torch.tensor(self.tokenizer.encode(normalize_text(utt.text)), dtype=torch.long) if self.tokenizer else None
         speed = self.speeds[0] if len(self.speeds) == 1 else random.Random(f"{self.seed}/{epoch}/{index}").choice(self.speeds)
-        return utt, speed_perturb(torch.from_numpy(audio), self.sample_rate, speed), tokens
+        waveform = speed_perturb(torch.from_numpy(audio), self.sample_rate, speed)
+        if self.augment is not None:
+            seed = random.Random(f"{self.seed}/{epoch}/{index}/augment").getrandbits(63)
+            waveform = augment(waveform, self.sample_rate, self.augment, torch.Generator().manual_seed(seed))
+        return utt, waveform, tokens
 
 
 def _load_or_log(utt: Utterance, sample_rate: int) -> np.ndarray | None:

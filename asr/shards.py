@@ -26,6 +26,7 @@ import soundfile as sf
 from torch.utils.data import IterableDataset
 
 from asr.audio import AudioError, load_audio
+from asr.augment import AugmentConfig
 from asr.data import BucketBatchSampler, UtteranceDataset, cache_key, collate
 from asr.errors import InputError
 from asr.manifest import (
@@ -131,10 +132,10 @@ class ShardStream(IterableDataset):
 
     def __init__(self, index: Manifest, tokenizer: Tokenizer, sample_rate: int, speeds: Sequence[float],
                  max_seconds: float, max_batch: int, seed: int, rank: int = 0, world: int = 1,
-                 start: int = 0, stop: int = 1):
+                 start: int = 0, stop: int = 1, augment: AugmentConfig | None = None):
         self.index, self.tokenizer, self.sample_rate, self.speeds = index, tokenizer, sample_rate, tuple(speeds)
         self.max_seconds, self.max_batch, self.seed = max_seconds, max_batch, seed
-        self.rank, self.world, self.start, self.stop = rank, world, start, stop
+        self.rank, self.world, self.start, self.stop, self.augment = rank, world, start, stop, augment
         self.rows: dict[str, list[int]] = {}
         for i in range(len(index)):
             self.rows.setdefault(_split(index[i])[0], []).append(i)
@@ -176,6 +177,6 @@ class ShardStream(IterableDataset):
                     shard_rows = self.rows[shard]
                     cache = {cache_key(u): a for u, a in shard_audio(self.index, shard_rows)}
                     dataset = UtteranceDataset(self.index, self.tokenizer, self.sample_rate, self.speeds, cache,
-                                               self.seed)
+                                               self.seed, self.augment)
                     current = shard
                 yield collate([dataset[(epoch, i)] for i in rows])

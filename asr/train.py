@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from asr.config import feature_config, model_dims, specaugment_config
+from asr.config import augment_config, feature_config, model_dims, specaugment_config
 from asr.data import (
     Batch,
     BucketBatchSampler,
@@ -242,7 +242,7 @@ def train(cfg: DictConfig) -> Path:
     else:
         stream = EpochStream(run.sampler, run.state.epoch, cfg.train.epochs)
         dataset = UtteranceDataset(run.train_utts, run.recognizer.tokenizer, run.sample_rate, cfg.train.speeds,
-                                   run.cache, seed=cfg.seed)
+                                   run.cache, seed=cfg.seed, augment=augment_config(cfg))
         loader = iter(DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=cfg.train.num_workers,
                                  pin_memory=device.type == "cuda"))
     writer = _tensorboard(run.out_dir) if rank.is_main and cfg.train.tensorboard else None
@@ -317,7 +317,8 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.precision == "fp16")
     if shards:
         sampler = ShardStream(train_utts, recognizer.tokenizer, sample_rate, cfg.train.speeds,
-                              cfg.train.max_batch_seconds, cfg.train.max_batch, cfg.seed, rank.rank, rank.world)
+                              cfg.train.max_batch_seconds, cfg.train.max_batch, cfg.seed, rank.rank, rank.world,
+                              augment=augment_config(cfg))
         steps = sampler.epoch_length(0)
     else:
         sampler = BucketBatchSampler(train_utts.durations, cfg.train.max_batch_seconds,

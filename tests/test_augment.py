@@ -76,3 +76,31 @@ def test_gain_and_clipping_in_decibels():
     assert gain_and_clip(audio, -6.0206).abs().max() == pytest.approx(0.05, abs=1e-4)  # x0.5
     clipped = gain_and_clip(audio, 20.0, clip=0.5)
     assert clipped.abs().max() == 0.5 and clipped.shape == audio.shape
+
+
+def test_loader_augmentation_is_drawn_from_seed_epoch_and_utterance(tmp_path):
+    from conftest import write_tone
+
+    from asr.augment import AugmentConfig
+    from asr.data import UtteranceDataset
+    from asr.manifest import Utterance
+
+    utts = [Utterance(f"u{i}", str(write_tone(tmp_path / f"u{i}.wav", 0.5)), 0.5, "AB") for i in range(2)]
+    every = AugmentConfig(noise_prob=1.0, narrow_band_prob=1.0, gain_prob=1.0, gain_db=(-3.0, -3.0))
+    clean = UtteranceDataset(utts, None, SR)[(0, 0)][1]
+    data = UtteranceDataset(utts, None, SR, augment=every, seed=5)
+    first = data[(0, 0)][1]
+    assert torch.equal(first, UtteranceDataset(utts, None, SR, augment=every, seed=5)[(0, 0)][1])
+    assert not torch.equal(first, data[(1, 0)][1]) and not torch.equal(first, data[(0, 1)][1])
+    assert first.shape == clean.shape and torch.isfinite(first).all() and not torch.allclose(first, clean)
+
+
+def test_training_with_augmentation_records_it_in_the_checkpoint(tmp_path):
+    from test_train import overrides, tiny_corpus
+
+    from asr.config import compose_config
+    from asr.recognizer import read_checkpoint
+    from asr.train import train
+
+    best = train(compose_config(overrides(tmp_path, tiny_corpus(tmp_path), 1, "augment=noise")))
+    assert read_checkpoint(best)["config"]["augment"]["noise_prob"] == 0.5
