@@ -180,20 +180,17 @@ def spell_lexicon(path: str, tokenizer: Tokenizer) -> str:
     source = Path(path)
     if not source.is_file():
         raise MissingFileError(f"{source}: no such lexicon")
-    lines = []
+    words = []
     for n_line, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
         if not line.split():
             continue
-        word = line.split()[0]
-        pieces = tokenizer.spell(word)
-        if pieces is None:
-            raise InputError(f"{source}:{n_line}: the model cannot spell {word!r} with its subword units")
-        lines.append(f"{word} {' '.join(pieces)}\n")
+        words.append(line.split()[0])
+        if tokenizer.spell(words[-1]) is None:
+            raise InputError(f"{source}:{n_line}: the model cannot spell {words[-1]!r} with its subword units")
     fd, spelled = tempfile.mkstemp(prefix="lexicon-", suffix=".txt")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.writelines(lines)
+    os.close(fd)
     atexit.register(os.unlink, spelled)
-    return spelled
+    return str(write_lexicon(words, spelled, tokenizer))
 
 
 @functools.lru_cache(maxsize=2)

@@ -128,13 +128,10 @@ def _rows_view(rows: np.ndarray) -> np.ndarray:
     return rows.view(np.dtype((np.void, 4 * rows.shape[1]))).ravel()
 
 
-def _unique_rows(rows: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows (sorted as byte strings) and how often each occurs (or the sum of `weights`)."""
-    n = rows.shape[1]
-    unique, inverse, counts = np.unique(_rows_view(rows), return_inverse=True, return_counts=True)
-    if weights is not None:
-        counts = np.bincount(inverse, weights=weights, minlength=len(unique))
-    return unique.view(np.int32).reshape(-1, n), counts
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows (sorted as byte strings) and how often each occurs."""
+    unique, counts = np.unique(_rows_view(rows), return_counts=True)
+    return unique.view(np.int32).reshape(-1, rows.shape[1]), counts
 
 
 def _find_rows(table: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -249,14 +246,15 @@ def build_ngram_lm(
         keep = grams[:, -1] != 0  # nothing predicts <s>
         grams, counts = grams[keep], counts[keep].astype(np.float64)
         d = np.asarray((0.0, *discounts[n - 1]))[np.minimum(counts, 3).astype(np.int64)]
-        contexts, inverse = np.unique(_rows_view(grams[:, :-1]), return_inverse=True) if n > 1 else \
-            (np.zeros(1, np.dtype((np.void, 0))), np.zeros(len(grams), np.int64))
-        totals = np.bincount(inverse, weights=counts)
-        gamma = np.bincount(inverse, weights=d) / totals
-        if n == 1:
+        if n == 1:  # one context, the empty history; below it, the uniform distribution
+            contexts, inverse = None, np.zeros(len(grams), np.int64)
             lower = np.full(len(grams), 1.0 / n_uniform)
         else:
+            unique_contexts, inverse = np.unique(_rows_view(grams[:, :-1]), return_inverse=True)
+            contexts = unique_contexts.view(np.int32).reshape(-1, n - 1)
             lower = probs_by_order[-1][_find_rows(grams_by_order[-1], grams[:, 1:])]
+        totals = np.bincount(inverse, weights=counts)
+        gamma = np.bincount(inverse, weights=d) / totals
         probs = np.maximum(counts - d, 0.0) / totals[inverse] + gamma[inverse] * lower
         if n == 1:  # <unk> gets the uniform share; <s> is listed, with the conventional -99
             extra = [g for g in (unk, 0) if not (grams[:, 0] == g).any()]
@@ -267,7 +265,7 @@ def build_ngram_lm(
             probs = probs[order_rows]
         grams_by_order.append(grams)
         probs_by_order.append(probs)
-        contexts_by_order.append(contexts.view(np.int32).reshape(-1, n - 1) if n > 1 else None)
+        contexts_by_order.append(contexts)
         gammas_by_order.append(gamma)
 
     logprobs = []
