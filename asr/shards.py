@@ -18,7 +18,7 @@ import io
 import logging
 import random
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -109,13 +109,32 @@ def _split(utt: Utterance) -> tuple[str, str]:
     return shard, member
 
 
+def rows_by_shard(index: Manifest, rows: Iterable[int] | None = None) -> dict[str, list[int]]:
+    """The index rows `rows` (default: all) grouped by the shard that holds them, in order."""
+    by_shard: dict[str, list[int]] = {}
+    for i in range(len(index)) if rows is None else rows:
+        by_shard.setdefault(_split(index[i])[0], []).append(i)
+    return by_shard
+
+
+def sample_rows(index: Manifest, n: int, seed: int) -> list[int]:
+    """About `n` rows for the feature statistics, taken whole shard by whole shard in a seeded
+    order, so that the sample reads a few shards rather than every one."""
+    by_shard = rows_by_shard(index)
+    shards = sorted(by_shard)
+    random.Random(seed).shuffle(shards)
+    rows: list[int] = []
+    for shard in shards:
+        if len(rows) >= n:
+            break
+        rows += by_shard[shard][: n - len(rows)]
+    return rows
+
+
 def shard_audio(index: Manifest, rows: Sequence[int]) -> Iterator[tuple[Utterance, np.ndarray | None]]:
     """`(utterance, samples)` of the index rows `rows`, reading each shard they fall in once and
     in order (an unreadable shard is logged, and its utterances come with None)."""
-    by_shard: dict[str, list[int]] = {}
-    for i in rows:
-        by_shard.setdefault(_split(index[i])[0], []).append(i)
-    for shard, members in by_shard.items():
+    for shard, members in rows_by_shard(index, rows).items():
         try:
             audio = read_shard(index.path.parent / shard)
         except AudioError as error:
@@ -136,9 +155,7 @@ class ShardStream(IterableDataset):
         self.index, self.tokenizer, self.sample_rate, self.speeds = index, tokenizer, sample_rate, tuple(speeds)
         self.max_seconds, self.max_batch, self.seed = max_seconds, max_batch, seed
         self.rank, self.world, self.start, self.stop, self.augment = rank, world, start, stop, augment
-        self.rows: dict[str, list[int]] = {}
-        for i in range(len(index)):
-            self.rows.setdefault(_split(index[i])[0], []).append(i)
+        self.rows = rows_by_shard(index)
         if len(self.rows) < world:
             raise InputError(f"{index.path.parent}: {len(self.rows)} shard(s) for {world} processes; "
                              "write at least one a process (asr shard --shard-size)")

@@ -38,7 +38,7 @@ from asr.metrics import normalize_text
 from asr.optim import AdamW, lr_factor, set_lr
 from asr.progress import progress_bar
 from asr.recognizer import BUILTIN_MODEL, Recognizer, load_recognizer, read_checkpoint
-from asr.shards import ShardStream, shard_audio, shard_index
+from asr.shards import ShardStream, sample_rows, shard_audio, shard_index
 from asr.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,13 @@ def estimate_stats(features: FeatureConfig, utterances: Sequence[Utterance], max
                    progress: bool = True, cache=None, shards: bool = False):
     """Per-bin mean and standard deviation of the features over (a sample of) the training set
     (`utterances` a shard index when `shards`: the sample is then read shard by shard)."""
-    sample = random.Random(seed).sample(range(len(utterances)), min(max_utterances, len(utterances)))
     extractor = FeatureExtractor(features)
     accumulator = StatsAccumulator(features.n_features)
-    if shards:
-        items = ((utt, None if a is None else torch.from_numpy(a)) for utt, a in shard_audio(utterances, sorted(sample)))
+    if shards:  # whole shards, a few: not one utterance from every shard of the corpus
+        sample = sample_rows(utterances, max_utterances, seed)
+        items = ((utt, None if a is None else torch.from_numpy(a)) for utt, a in shard_audio(utterances, sample))
     else:
+        sample = random.Random(seed).sample(range(len(utterances)), min(max_utterances, len(utterances)))
         dataset = UtteranceDataset([utterances[i] for i in sample], None, features.sample_rate, cache=cache)
         items = ((utt, audio) for utt, audio, _ in dataset)
     for utt, audio in progress_bar(items, progress, desc="feature statistics", unit="utt", total=len(sample)):

@@ -47,6 +47,21 @@ def test_shards_hold_each_readable_utterance_once_with_its_samples(an4_manifest,
         assert utt.text == source[utt.id].text
 
 
+def test_feature_statistics_read_a_few_whole_shards_not_every_shard(an4_manifest, tmp_path, monkeypatch):
+    import asr.shards
+    from asr.features import FeatureConfig
+    from asr.train import estimate_stats
+
+    utts = [u for u in Manifest(an4_manifest) if u.id != "gone"]
+    twice = [*utts, *(Utterance(f"{u.id}-b", u.audio, u.duration, u.text) for u in utts)]  # 10 utterances
+    index = Manifest(write_shards(twice, tmp_path / "shards", shard_size=5, progress=False))  # 2 shards
+    read = []
+    monkeypatch.setattr(asr.shards, "read_shard", lambda path: read.append(path.name) or read_shard(path))
+    mean, std = estimate_stats(FeatureConfig(), index, 3, seed=1, progress=False, shards=True)
+    assert len(read) == 1  # 3 utterances fit in one shard: the other is never read
+    assert torch.isfinite(mean).all() and (std > 0).all()
+
+
 def synthetic_index(tmp_path, n_shards=5, per_shard=6):
     rows = [Utterance(f"u{s}-{k}", f"shard-{s:06d}.tar#{k:09d}.flac", 0.5 + 0.1 * k, "AB", "")
             for s in range(n_shards) for k in range(per_shard)]
