@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from asr.corpora.an4 import AN4_URL
+from asr.segment import DEFAULT_SEGMENTER
 
 log = logging.getLogger("asr")
 
@@ -110,6 +111,17 @@ def _load(args):
     return recognizer, make_decoder(args.decoder, recognizer.tokenizer, options)
 
 
+def _average(args) -> int:
+    from asr.average import AverageError, pick, write_average
+
+    if bool(args.checkpoints) == bool(args.exp):
+        raise AverageError("asr average: give the checkpoints, or --exp DIR with --last N or --best N (one of the two)")
+    paths = args.checkpoints or pick(args.exp, args.last, args.best)
+    out = write_average(paths, args.out)
+    print(f"{out}: the mean of {len(paths)} checkpoint(s): {', '.join(str(p) for p in paths)}")
+    return 0
+
+
 def _evaluate(args) -> int:
     from asr.evaluate import evaluate, format_report
     from asr.manifest import read_manifest
@@ -134,7 +146,7 @@ def _transcribe(args) -> int:
     recognizer, decoder = _load(args)
     n_failed = n_done = 0
     results = transcribe_files(recognizer, inputs, decoder, args.batch_size, args.max_segment_seconds,
-                               progress=sys.stderr.isatty())
+                               progress=sys.stderr.isatty(), segmenter=args.segmenter)
     for result in results:
         if result.error:
             n_failed += 1
@@ -314,9 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--output-dir", help="where --format files go (default: .)")
     transcribe.add_argument("--batch-size", type=_positive(int), default=8)
     transcribe.add_argument("--max-segment-seconds", type=_positive(float), default=20.0,
-                            help="long recordings are split on silence into segments no longer than this")
+                            help="long recordings are split at pauses into segments no longer than this")
+    transcribe.add_argument("--segmenter", choices=["vad", "energy"], default=DEFAULT_SEGMENTER,
+                            help="how long recordings find their pauses: a voice-activity detector (silero-vad), "
+                                 "or block energy above the recording's floor (default: %(default)s)")
     _add_model_flags(transcribe)
     transcribe.set_defaults(run=_transcribe)
+
+    average = commands.add_parser("average", help="average the weights of several checkpoints of one run")
+    average.add_argument("checkpoints", nargs="*", help="checkpoints to average (or choose them with --exp)")
+    average.add_argument("--exp", help="a run trained with train.keep_epochs=N: average its kept epochs")
+    average.add_argument("--last", type=_positive(int), default=0, help="with --exp: the newest N epochs")
+    average.add_argument("--best", type=_positive(int), default=0, help="with --exp: the N epochs of lowest dev WER")
+    average.add_argument("--out", required=True, help="the averaged checkpoint")
+    average.set_defaults(run=_average)
 
     lm = commands.add_parser("lm", help="n-gram language models")
     lm_commands = lm.add_subparsers(dest="lm_command", required=True)

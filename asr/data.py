@@ -13,7 +13,7 @@ import torchaudio.functional as AF
 from torch.utils.data import Dataset, Sampler
 
 from asr.audio import AudioError, load_audio
-from asr.augment import AugmentConfig, augment
+from asr.augment import AugmentConfig, augment, join_with_pause
 from asr.manifest import Utterance
 from asr.metrics import normalize_text
 from asr.progress import progress_bar
@@ -58,22 +58,43 @@ class UtteranceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.utterances)
 
-    def __getitem__(self, key: int | tuple[int, int]):
-        epoch, index = key if isinstance(key, tuple) else (0, key)
+    def __getitem__(self, key: int | tuple[int, ...]):
+        epoch, index, *partner = key if isinstance(key, tuple) else (0, key)
         utt = self.utterances[index]
-        cached = self.cache is not None and cache_key(utt) in self.cache
-        audio = self.cache[cache_key(utt)] if cached else _load_or_log(utt, self.sample_rate)
+        audio = self._samples(utt)
         if audio is None:
             return utt, None, None
+        waveform, text = torch.from_numpy(audio), utt.text
+        if partner:
+            waveform, text = self._join(waveform, text, epoch, index, partner[0])
         # Targets are the text as scoring sees it (asr.metrics.normalize_text): case and punctuation
         # never become output symbols.
-        tokens = torch.tensor(self.tokenizer.encode(normalize_text(utt.text)), dtype=torch.long) if self.tokenizer else None
+        tokens = torch.tensor(self.tokenizer.encode(normalize_text(text)), dtype=torch.long) if self.tokenizer else None
         speed = self.speeds[0] if len(self.speeds) == 1 else random.Random(f"{self.seed}/{epoch}/{index}").choice(self.speeds)
-        waveform = speed_perturb(torch.from_numpy(audio), self.sample_rate, speed)
+        waveform = speed_perturb(waveform, self.sample_rate, speed)
         if self.augment is not None:
             seed = random.Random(f"{self.seed}/{epoch}/{index}/augment").getrandbits(63)
             waveform = augment(waveform, self.sample_rate, self.augment, torch.Generator().manual_seed(seed))
         return utt, waveform, tokens
+
+    def _samples(self, utt: Utterance) -> np.ndarray | None:
+        if self.cache is not None and cache_key(utt) in self.cache:
+            return self.cache[cache_key(utt)]
+        return _load_or_log(utt, self.sample_rate)
+
+    def _join(self, waveform: torch.Tensor, text: str, epoch: int, index: int, other: int) -> tuple[torch.Tensor, str]:
+        """Item `(epoch, index, other)`: this utterance, a pause drawn from `(seed, epoch, index,
+        other)` and `augment.concat_*`, then utterance `other`, with their texts joined."""
+        other_utt = self.utterances[other]
+        other_audio = self._samples(other_utt)
+        if other_audio is None:
+            return waveform, text
+        rng = random.Random(f"{self.seed}/{epoch}/{index}/{other}/join")
+        config = self.augment or AugmentConfig()
+        pause = int(rng.uniform(*config.concat_pause_seconds) * self.sample_rate)
+        joined = join_with_pause(waveform, torch.from_numpy(other_audio), pause, rng.choice(config.concat_pause_kinds),
+                                 torch.Generator().manual_seed(rng.getrandbits(63)))
+        return joined, f"{text} {other_utt.text}"
 
 
 def _load_or_log(utt: Utterance, sample_rate: int) -> np.ndarray | None:
@@ -212,27 +233,36 @@ class BucketBatchSampler(Sampler[list[int]]):
         return len(self.batches())
 
 
-class EpochStream(Sampler[list[tuple[int, int]]]):
+class EpochStream(Sampler[list[tuple[int, ...]]]):
     """The batches of epochs `start` to `stop - 1` as one stream, each item as `(epoch, index)`.
 
     A DataLoader over it keeps its workers busy across epoch ends (and while the main process
     scores the dev set), where a fresh iterator per epoch would leave the GPU waiting for the
     first batches of every epoch. `epoch_length(e)` says how many batches of the stream are
     epoch e's.
+
+    With `join_prob` > 0 a batch is, with that probability (drawn from `(seed, epoch, batch)`),
+    made of joined neighbours `(epoch, i, j)`: half as many items, each two utterances of similar
+    length with a pause between them, so that the padded batch stays near the sampler's budget.
     """
 
-    def __init__(self, sampler: BucketBatchSampler, start: int, stop: int):
+    def __init__(self, sampler: BucketBatchSampler, start: int, stop: int, join_prob: float = 0.0, seed: int = 0):
         self.sampler = sampler
         self.start = start
         self.stop = stop
+        self.join_prob = join_prob
+        self.seed = seed
 
     def epoch_length(self, epoch: int) -> int:
         return len(self.sampler.batches(epoch))
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, ...]]]:
         for epoch in range(self.start, self.stop):
-            for batch in self.sampler.batches(epoch):
-                yield [(epoch, index) for index in batch]
+            for number, batch in enumerate(self.sampler.batches(epoch)):
+                if self.join_prob > 0 and random.Random(f"{self.seed}/{epoch}/{number}/join").random() < self.join_prob:
+                    yield [(epoch, *batch[k : k + 2]) for k in range(0, len(batch), 2)]
+                else:
+                    yield [(epoch, index) for index in batch]
 
     def __len__(self) -> int:
         return sum(self.epoch_length(epoch) for epoch in range(self.start, self.stop))

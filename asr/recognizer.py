@@ -85,18 +85,21 @@ class Recognizer(nn.Module):
         """Mono waveforms at `features.sample_rate` -> texts."""
         return (decoder or GreedyDecoder(self.tokenizer)).decode(*self.infer(waveforms))
 
-    def transcribe(self, audio, decoder: Decoder | None = None, max_segment_seconds: float = 20.0):
+    def transcribe(self, audio, decoder: Decoder | None = None, max_segment_seconds: float = 20.0,
+                   segmenter: str | None = None):
         """A file path or mono float32 samples (at `features.sample_rate`) -> `asr.transcribe.Transcript`
         with `text`, `segments` and `words`. Raises `AudioError` for a file that cannot be read."""
         import numpy as np
 
         from asr.audio import load_audio
+        from asr.segment import DEFAULT_SEGMENTER
         from asr.transcribe import transcribe_audio
 
         path = "<audio>"
         if not isinstance(audio, np.ndarray):
             path, audio = str(audio), load_audio(audio, self.features.sample_rate)
-        return transcribe_audio(self, audio, decoder, max_segment_seconds, path=path)
+        return transcribe_audio(self, audio, decoder, max_segment_seconds, path=path,
+                                segmenter=segmenter or DEFAULT_SEGMENTER)
 
     def checkpoint(self, **extra) -> dict:
         """The self-describing dictionary that `save` writes; `extra` adds training state."""

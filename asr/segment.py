@@ -1,5 +1,9 @@
-"""Split long recordings on silence into segments no longer than a maximum length."""
+"""Split long recordings into segments no longer than a maximum length: at silences found by
+block energy (`split_on_silence`), or at the pauses a voice-activity detector finds between speech
+(`split_on_speech`, silero-vad), which does not need clean silence."""
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -38,8 +42,15 @@ def split_on_silence(
         return [(0, n_samples)]
     energy = block_energy_db(audio, sample_rate)
     silent = energy < np.percentile(energy, 10) + threshold_db
+    return _cut(energy, _silence_centres(silent, int(min_silence_seconds / BLOCK_SECONDS)).tolist(), max_seconds,
+                block, n_samples)
+
+
+def _cut(energy: np.ndarray, centres: list[int], max_seconds: float, block: int, n_samples: int) -> list[tuple[int, int]]:
+    """Segments cut at the `centres` (block indices) of pauses; a stretch still longer than
+    `max_seconds` is cut at its quietest block past a quarter of the limit."""
     max_blocks = int(max_seconds / BLOCK_SECONDS)
-    cuts = [0, *_silence_centres(silent, int(min_silence_seconds / BLOCK_SECONDS)).tolist(), len(energy)]
+    cuts = [0, *centres, len(energy)]
     bounds = [0]
     for start, end in zip(cuts, cuts[1:]):
         while end - start > max_blocks:
@@ -59,3 +70,53 @@ def _silence_centres(silent: np.ndarray, min_blocks: int) -> np.ndarray:
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     long_enough = (ends - starts) >= min_blocks
     return ((starts + ends) // 2)[long_enough]
+
+
+@functools.lru_cache(maxsize=1)
+def _silero():
+    from silero_vad import load_silero_vad
+
+    return load_silero_vad()
+
+
+VAD_RATE = 16000
+
+
+def speech_regions(audio: np.ndarray, sample_rate: int, threshold: float = 0.5) -> list[tuple[int, int]]:
+    """`(start, end)` sample ranges that silero-vad (its model ships in its pip package) calls
+    speech."""
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    if sample_rate != VAD_RATE:
+        import torchaudio.functional as AF
+
+        wave = AF.resample(wave, sample_rate, VAD_RATE)
+    with torch.no_grad():
+        found = get_speech_timestamps(wave, _silero(), threshold=threshold, sampling_rate=VAD_RATE)
+    scale = sample_rate / VAD_RATE
+    return [(int(r["start"] * scale), int(r["end"] * scale)) for r in found]
+
+
+def split_on_speech(
+    audio: np.ndarray,
+    sample_rate: int,
+    max_seconds: float = 20.0,
+    min_pause_seconds: float = 0.3,
+) -> list[tuple[int, int]]:
+    """Like `split_on_silence`, but a recording longer than `max_seconds` is cut in the middle of
+    every pause of at least `min_pause_seconds` between the speech that silero-vad finds, so that
+    noise or room tone between sentences does not hide the pauses."""
+    n_samples = len(audio)
+    if n_samples <= max_seconds * sample_rate:
+        return [(0, n_samples)]
+    block = int(sample_rate * BLOCK_SECONDS)
+    regions = speech_regions(audio, sample_rate)
+    centres = [(end + start) // 2 // block for (_, end), (start, _) in zip(regions, regions[1:])
+               if start - end >= min_pause_seconds * sample_rate]
+    return _cut(block_energy_db(audio, sample_rate), centres, max_seconds, block, n_samples)
+
+
+SEGMENTERS = {"energy": split_on_silence, "vad": split_on_speech}
+DEFAULT_SEGMENTER = "energy"  # how `asr transcribe` cuts recordings longer than its maximum segment

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from asr.average import prune_epochs
 from asr.config import augment_config, feature_config, model_dims, specaugment_config
 from asr.data import (
     Batch,
@@ -130,7 +131,7 @@ class EpochCounts:
 
     loss_sum: torch.Tensor
     n_utts: int = 0
-    audio_seconds: float = 0.0
+    audio_seconds: float = 0.0  # as trained on: after speed perturbation, joined utterances whole
     n_skipped: int = 0  # utterances whose audio could not be read
     n_nonfinite: int = 0  # batches whose loss or gradient was not finite: no step taken
     n_infeasible: int = 0  # utterances whose target is longer than the model's output can hold
@@ -191,6 +192,8 @@ def start_out_dir(out_dir: Path, cfg: DictConfig, resuming: bool) -> None:
     if not resuming:  # train.overwrite=true: the earlier run's files go
         for name in RUN_FILES:
             (out_dir / name).unlink(missing_ok=True)
+        for kept in (out_dir / "epochs").glob("epoch-*.pt"):
+            kept.unlink()
     atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
@@ -241,9 +244,11 @@ def train(cfg: DictConfig) -> Path:
         loader = iter(DataLoader(stream, batch_size=None, num_workers=cfg.train.num_workers,
                                  pin_memory=device.type == "cuda"))
     else:
-        stream = EpochStream(run.sampler, run.state.epoch, cfg.train.epochs)
+        augment = augment_config(cfg)
+        stream = EpochStream(run.sampler, run.state.epoch, cfg.train.epochs, augment.concat_prob if augment else 0.0,
+                             cfg.seed)
         dataset = UtteranceDataset(run.train_utts, run.recognizer.tokenizer, run.sample_rate, cfg.train.speeds,
-                                   run.cache, seed=cfg.seed, augment=augment_config(cfg))
+                                   run.cache, seed=cfg.seed, augment=augment)
         loader = iter(DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=cfg.train.num_workers,
                                  pin_memory=device.type == "cuda"))
     writer = _tensorboard(run.out_dir) if rank.is_main and cfg.train.tensorboard else None
@@ -259,7 +264,7 @@ def train(cfg: DictConfig) -> Path:
         bar = progress_bar(None, rank.is_main, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", total=n_batches,
                            unit="batch")
         counts = run_epoch(batches, step_fn, run.recognizer.output_lengths, run.state, run.lr,
-                           cfg.train.max_nonfinite_batches, bar, device)
+                           cfg.train.max_nonfinite_batches, bar, device, run.sample_rate)
         run.state.epoch = epoch + 1
         if rank.distributed:
             check_replicas(run.recognizer, rank)
@@ -289,6 +294,9 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     if shards and cfg.train.cache_audio:
         raise TrainingError(f"train.cache_audio=true: not with the shard folder {cfg.data.train} (shards are read "
                             "as the epoch comes to them)")
+    if shards and cfg.augment.get("concat_prob", 0) > 0:
+        raise TrainingError(f"augment.concat_prob={cfg.augment.concat_prob}: joined utterances need a manifest, "
+                            f"not the shard folder {cfg.data.train}")
     if shards and cfg.train.num_workers > 1:
         raise TrainingError(f"train.num_workers={cfg.train.num_workers}: a shard folder is read by at most 1 "
                             "loader worker a process")
@@ -383,6 +391,11 @@ def end_epoch(run: Run, row: dict, writer) -> None:
     # runs again on resume), never a last.pt that counts on a best.pt that was not written.
     if is_best:
         run.recognizer.save(run.out_dir / "best.pt", epoch=state.epoch - 1, metrics=row, config=config)
+    if cfg.train.keep_epochs > 0:  # for `asr average`
+        (run.out_dir / "epochs").mkdir(exist_ok=True)
+        run.recognizer.save(run.out_dir / "epochs" / f"epoch-{state.epoch:03d}.pt", epoch=state.epoch - 1,
+                            metrics=row, config=config)
+        prune_epochs(run.out_dir, cfg.train.keep_epochs)
     run.recognizer.save(run.out_dir / "last.pt", **state.state_dict(), world=run.rank.world, metrics=row,
                         config=config, optimizer=run.optimizer.state_dict(), scaler=run.scaler.state_dict())
     barrier(run.rank)
@@ -426,7 +439,7 @@ class NonFiniteStep(Exception):
 
 
 def run_epoch(batches, step_fn, output_lengths, state: TrainingState, lr, max_nonfinite: int, progress,
-              device) -> EpochCounts:
+              device, sample_rate: int) -> EpochCounts:
     """One pass over `batches`: updates `state.step` (`lr()` gives the next step's learning rate),
     counts what was skipped."""
     counts = EpochCounts(loss_sum=torch.zeros((), device=device))  # summed on the device: no sync per step
@@ -454,7 +467,7 @@ def run_epoch(batches, step_fn, output_lengths, state: TrainingState, lr, max_no
         state.step += 1
         counts.loss_sum += loss
         counts.n_utts += len(batch.utterances)
-        counts.audio_seconds += sum(u.duration for u in batch.utterances)
+        counts.audio_seconds += int(batch.n_samples.sum()) / sample_rate
         if not progress.disable and state.step % 50 == 0:  # reading the loss waits for the GPU: now and then only
             progress.set_postfix(loss=f"{float(counts.loss_sum) / counts.n_utts:.3f}")
     progress.close()

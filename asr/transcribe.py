@@ -1,6 +1,6 @@
 """Files, folders and globs -> transcripts with segments, word timestamps and confidences.
 
-Long recordings are split on silence into segments of at most `max_segment_seconds`; segments of
+Long recordings are split at pauses (found by energy or by a voice-activity detector) into segments of at most `max_segment_seconds`; segments of
 many files are decoded together in batches of similar length, and their times are stitched back
 to each file's clock.
 """
@@ -20,7 +20,7 @@ from asr.audio import AUDIO_EXTENSIONS, AudioError, audio_info, load_audio
 from asr.decoding import Decoder, GreedyDecoder
 from asr.progress import progress_bar
 from asr.recognizer import Recognizer
-from asr.segment import split_on_silence
+from asr.segment import DEFAULT_SEGMENTER, SEGMENTERS
 
 log = logging.getLogger(__name__)
 GROUP_SECONDS = 600.0  # audio decoded together before results are handed out
@@ -73,9 +73,11 @@ def transcribe_audio(
     max_segment_seconds: float = 20.0,
     batch_size: int = 8,
     path: str = "<audio>",
+    segmenter: str = DEFAULT_SEGMENTER,
 ) -> Transcript:
     """Transcribe mono float32 samples at the recogniser's sample rate."""
-    return next(_transcribe_group(recognizer, [(path, audio)], decoder, max_segment_seconds, batch_size, None))
+    return next(_transcribe_group(recognizer, [(path, audio)], decoder, max_segment_seconds, batch_size, None,
+                                  segmenter))
 
 
 def transcribe_files(
@@ -85,6 +87,7 @@ def transcribe_files(
     batch_size: int = 8,
     max_segment_seconds: float = 20.0,
     progress: bool = False,
+    segmenter: str = DEFAULT_SEGMENTER,
 ) -> Iterator[Transcript]:
     """Transcribe each input in order; one that cannot be read yields a Transcript with `error`."""
     files = expand_inputs(paths)
@@ -110,21 +113,23 @@ def transcribe_files(
         except AudioError as error:
             group.append((str(path), error))
         if group_seconds >= GROUP_SECONDS:
-            yield from _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_size, bar)
+            yield from _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_size, bar, segmenter)
             group, group_seconds = [], 0.0
-    yield from _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_size, bar)
+    yield from _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_size, bar, segmenter)
     bar.close()
 
 
 @torch.no_grad()
-def _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_size, bar) -> Iterator[Transcript]:
+def _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_size, bar,
+                      segmenter: str = DEFAULT_SEGMENTER) -> Iterator[Transcript]:
     decoder = decoder or GreedyDecoder(recognizer.tokenizer)
+    split = SEGMENTERS[segmenter]
     rate = recognizer.features.sample_rate
     frame_seconds = recognizer.features.hop_ms / 1000 * recognizer.dims.subsampling
     pieces = []  # (input index, start sample, samples)
     for index, (_, audio) in enumerate(group):
         if isinstance(audio, np.ndarray):
-            for start, end in split_on_silence(audio, rate, max_segment_seconds):
+            for start, end in split(audio, rate, max_segment_seconds):
                 pieces.append((index, start, audio[start:end]))
     pieces.sort(key=lambda piece: len(piece[2]))
     segments: dict[int, list[Segment]] = {index: [] for index in range(len(group))}
