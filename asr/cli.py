@@ -122,6 +122,14 @@ def _average(args) -> int:
     return 0
 
 
+def _import(args) -> int:
+    from asr.ds2_import import import_checkpoint
+
+    out = import_checkpoint(args.checkpoint, args.out)
+    print(f"{out}: converted from the deepspeech.pytorch checkpoint {args.checkpoint}")
+    return 0
+
+
 def _evaluate(args) -> int:
     from asr.evaluate import evaluate, format_report
     from asr.manifest import read_manifest
@@ -340,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     average.add_argument("--best", type=_positive(int), default=0, help="with --exp: the N epochs of lowest dev WER")
     average.add_argument("--out", required=True, help="the averaged checkpoint")
     average.set_defaults(run=_average)
+
+    importer = commands.add_parser("import", help="convert another toolkit's checkpoint into ours")
+    importer.add_argument("format", choices=["deepspeech-pytorch"],
+                          help="deepspeech-pytorch: a DeepSpeech2 Lightning checkpoint of SeanNaren/deepspeech.pytorch")
+    importer.add_argument("checkpoint", help="the checkpoint file (.ckpt)")
+    importer.add_argument("--out", required=True, help="our checkpoint, for asr transcribe --model")
+    importer.set_defaults(run=_import)
 
     lm = commands.add_parser("lm", help="n-gram language models")
     lm_commands = lm.add_subparsers(dest="lm_command", required=True)

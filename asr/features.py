@@ -14,6 +14,7 @@ from torch import nn
 from asr.errors import InputError
 
 KINDS = ("fbank", "mfcc", "spectrogram")
+WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window}  # periodic, as librosa's
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,17 @@ class FeatureConfig:
     n_mfcc: int = 40
     win_ms: float = 25.0
     hop_ms: float = 10.0
+    window: str = "hann"  # hann | hamming (deepspeech.pytorch's spectrogram)
+    center: bool = False  # frames centred on hop multiples, the signal reflected at its ends (librosa's stft)
+    normalize: str = "global"  # global: training-set statistics per bin | utterance: each utterance's own mean and std
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise InputError(f"features.kind: unknown feature kind {self.kind!r}; choose one of {KINDS}")
+        if self.window not in WINDOWS:
+            raise InputError(f"features.window: {self.window!r}; choose one of {tuple(WINDOWS)}")
+        if self.normalize not in ("global", "utterance"):
+            raise InputError(f"features.normalize: {self.normalize!r}; choose global or utterance")
 
     @property
     def win_samples(self) -> int:
@@ -43,6 +51,8 @@ class FeatureConfig:
 
     def n_frames(self, n_samples: torch.Tensor) -> torch.Tensor:
         """Frames an utterance of `n_samples` gives (0 when shorter than one window)."""
+        if self.center:
+            return torch.div(n_samples, self.hop_samples, rounding_mode="floor") + 1
         return torch.div(n_samples - self.win_samples, self.hop_samples, rounding_mode="floor").clamp(min=-1) + 1
 
     def to_dict(self) -> dict:
@@ -55,7 +65,8 @@ class FeatureExtractor(nn.Module):
     def __init__(self, config: FeatureConfig):
         super().__init__()
         self.config = config
-        common = dict(n_fft=config.win_samples, hop_length=config.hop_samples, center=False)
+        common = dict(n_fft=config.win_samples, hop_length=config.hop_samples, center=False,
+                      window_fn=WINDOWS[config.window])
         if config.kind == "spectrogram":
             self.transform = T.Spectrogram(power=1.0, **common)
         else:
@@ -73,6 +84,8 @@ class FeatureExtractor(nn.Module):
             return self._extract(waveforms.float(), n_samples)
 
     def _extract(self, waveforms: torch.Tensor, n_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.center:
+            waveforms = _reflect_each(waveforms, n_samples, self.config.win_samples // 2)
         short = self.config.win_samples - waveforms.shape[-1]
         if short > 0:
             waveforms = torch.nn.functional.pad(waveforms, (0, short))
@@ -84,6 +97,19 @@ class FeatureExtractor(nn.Module):
         # An utterance shorter than one window still gets the one frame its zero-padded batch row has.
         n_frames = self.config.n_frames(n_samples).clamp(min=1, max=spec.shape[-1])
         return spec.transpose(1, 2), n_frames
+
+
+def _reflect_each(waveforms: torch.Tensor, n_samples: torch.Tensor, pad: int) -> torch.Tensor:
+    """Each row reflected by `pad` samples at both ends of its own length (not of the padded
+    batch), as librosa's centred STFT of that utterance alone; padding after it stays zero."""
+    out = waveforms.new_zeros(waveforms.shape[0], waveforms.shape[1] + 2 * pad)
+    for row, n in enumerate(n_samples.tolist()):
+        wave = waveforms[row, :n]
+        if n > pad:
+            out[row, : n + 2 * pad] = torch.nn.functional.pad(wave[None, None], (pad, pad), mode="reflect")[0, 0]
+        else:  # too short to reflect: zeros, as librosa pads a clip shorter than the window
+            out[row, pad : pad + n] = wave
+    return out
 
 
 def frame_mask(n_frames: torch.Tensor, max_frames: int) -> torch.Tensor:
@@ -102,6 +128,19 @@ class GlobalNorm(nn.Module):
     def forward(self, feats: torch.Tensor, n_frames: torch.Tensor) -> torch.Tensor:
         normed = (feats - self.mean) / self.std
         return normed * frame_mask(n_frames, feats.shape[1]).unsqueeze(-1)
+
+
+class UtteranceNorm(GlobalNorm):
+    """Each utterance scaled by the mean and (unbiased) standard deviation of all its valid
+    feature values, as deepspeech.pytorch does; padding stays 0. Keeps GlobalNorm's buffers, so
+    checkpoints have one layout."""
+
+    def forward(self, feats: torch.Tensor, n_frames: torch.Tensor) -> torch.Tensor:
+        mask = frame_mask(n_frames, feats.shape[1]).unsqueeze(-1).to(feats.dtype)
+        count = (n_frames.to(feats.dtype) * feats.shape[2]).clamp(min=2)[:, None, None]
+        mean = (feats * mask).sum((1, 2), keepdim=True) / count
+        var = ((feats - mean).square() * mask).sum((1, 2), keepdim=True) / (count - 1)
+        return (feats - mean) / var.sqrt().clamp(min=1e-12) * mask
 
 
 class StatsAccumulator:

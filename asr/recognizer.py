@@ -24,6 +24,7 @@ from asr.features import (
     GlobalNorm,
     SpecAugment,
     SpecAugmentConfig,
+    UtteranceNorm,
 )
 from asr.manifest import temporary_beside
 from asr.model import CTCModel, ModelDims
@@ -48,7 +49,7 @@ class Recognizer(nn.Module):
         self.features = features
         self.tokenizer = tokenizer
         self.extractor = FeatureExtractor(features)
-        self.norm = GlobalNorm(mean, std)
+        self.norm = (UtteranceNorm if features.normalize == "utterance" else GlobalNorm)(mean, std)
         self.specaugment = SpecAugment(specaugment) if specaugment else None
         self.model = CTCModel(dims)
 

@@ -48,6 +48,32 @@ def test_no_silence_still_respects_the_maximum():
     assert all(end - start <= 10 * 16000 for start, end in segments) and segments[-1][1] == len(audio)
 
 
+def test_the_vad_segmenter_cuts_real_speech_in_noisy_pauses():
+    """Three AN4 clips with 1.5 s of pink noise 10 dB below the speech between them: silero-vad
+    finds the pauses that the noise fills, and every cut lies in one."""
+    from asr.audio import load_audio
+    from asr.augment import coloured_noise, power
+    from asr.recognizer import BUILTIN_DIR
+    from asr.segment import split_on_speech
+
+    clips = [load_audio(p) for p in sorted((BUILTIN_DIR / "samples").glob("*.flac"))]
+    level = float(np.sqrt(np.mean([power(torch.from_numpy(c)) for c in clips]) / 10))
+    noise = (coloured_noise(24000 * 4, 1.0, torch.Generator().manual_seed(0)).numpy() * level)
+    pieces, pauses, position = [], [], 0
+    for k, clip in enumerate(clips):
+        pieces += [clip, noise[k * 24000 : (k + 1) * 24000]]
+        pauses.append(((position + len(clip)) / 16000, (position + len(clip) + 24000) / 16000))
+        position += len(clip) + 24000
+    floor = coloured_noise(position, 1.0, torch.Generator().manual_seed(1)).numpy() * level * 0.1
+    audio = np.concatenate(pieces) + floor  # a quieter floor under the speech too
+    segments = split_on_speech(audio, 16000, max_seconds=6)
+    assert segments[0][0] == 0 and segments[-1][1] == len(audio)
+    assert all(a[1] == b[0] for a, b in zip(segments, segments[1:]))
+    assert len(segments) == 3  # one cut in each of the first two pauses (the clips are under 6 s each)
+    for _, end in segments[:-1]:
+        assert any(a <= end / 16000 <= b for a, b in pauses[:2]), end / 16000
+
+
 def test_block_energy():
     energy = block_energy_db(np.ones(1600, np.float32), 16000)
     assert energy.shape == (10,) and np.allclose(energy, 0.0, atol=1e-6)
