@@ -100,7 +100,15 @@ def _load(args):
                          + ("" if args.decoder == "lm" else " (these settings are for --decoder lm)"))
     _set_threads(args.threads)
     model = Path(args.model) if args.model else BUILTIN_MODEL
-    recognizer = load_recognizer(model, pick_device(args.device))
+    if getattr(args, "backend", "torch") == "onnx":
+        from asr.onnx_backend import OnnxRecognizer
+
+        if not args.model:
+            raise InputError("--backend onnx: give --model DIR, a folder made by asr export --format onnx")
+        recognizer = OnnxRecognizer(model, args.int8, args.threads)
+        model = model / "model.onnx"  # its decoder.json lies beside
+    else:
+        recognizer = load_recognizer(model, pick_device(args.device))
     saved = model.parent / "decoder.json"
     options = decode_config(args.decoder)
     if saved.is_file() and args.decoder == "lm":  # tuned LM settings; --decoder beam means beam without LM
@@ -127,6 +135,15 @@ def _import(args) -> int:
 
     out = import_checkpoint(args.checkpoint, args.out)
     print(f"{out}: converted from the deepspeech.pytorch checkpoint {args.checkpoint}")
+    return 0
+
+
+def _export(args) -> int:
+    from asr.export import export_onnx
+
+    out = export_onnx(args.model, args.out, int8=args.int8)
+    print(f"{out}: model.onnx{', model.int8.onnx' if args.int8 else ''}, frontend.npz, config.json"
+          f"{', decoder.json and its LM' if (out / 'decoder.json').is_file() else ''}")
     return 0
 
 
@@ -335,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--batch-size", type=_positive(int), default=8)
     transcribe.add_argument("--max-segment-seconds", type=_positive(float), default=20.0,
                             help="long recordings are split at pauses into segments no longer than this")
+    transcribe.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                            help="onnx: --model is a folder made by asr export --format onnx, run by onnxruntime")
+    transcribe.add_argument("--int8", action="store_true", help="with --backend onnx: the int8-quantised model")
     transcribe.add_argument("--segmenter", choices=["vad", "energy"], default=DEFAULT_SEGMENTER,
                             help="how long recordings find their pauses: a voice-activity detector (silero-vad), "
                                  "or block energy above the recording's floor (default: %(default)s)")
@@ -348,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     average.add_argument("--best", type=_positive(int), default=0, help="with --exp: the N epochs of lowest dev WER")
     average.add_argument("--out", required=True, help="the averaged checkpoint")
     average.set_defaults(run=_average)
+
+    export = commands.add_parser("export", help="write a checkpoint as ONNX, with its front end, tokens and decoder")
+    export.add_argument("--model", required=True, help="checkpoint (.pt)")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--out", required=True, help="folder to write")
+    export.add_argument("--int8", action="store_true", help="also write model.int8.onnx (dynamic int8 quantisation)")
+    export.set_defaults(run=_export)
 
     importer = commands.add_parser("import", help="convert another toolkit's checkpoint into ours")
     importer.add_argument("format", choices=["deepspeech-pytorch"],

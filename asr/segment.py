@@ -119,4 +119,4 @@ def split_on_speech(
 
 
 SEGMENTERS = {"energy": split_on_silence, "vad": split_on_speech}
-DEFAULT_SEGMENTER = "energy"  # how `asr transcribe` cuts recordings longer than its maximum segment
+DEFAULT_SEGMENTER = "vad"  # how `asr transcribe` cuts long recordings (vad: fewer errors on noisy joined files, tools/bench_robustness.py)

@@ -1,0 +1,136 @@
+"""Export a checkpoint for ONNX Runtime: `asr export --model CKPT --format onnx --out DIR`.
+
+DIR holds:
+- `model.onnx`: normalised features `feats (batch, frames, n_input)` and `n_frames (batch,)` ->
+  `log_probs (batch, frames', n_tokens)` and `n_out (batch,)`, dynamic batch and length; with
+  `--int8` also `model.int8.onnx` (onnxruntime's dynamic int8 quantisation of the weights);
+- `frontend.npz` + `config.json`: the feature front end as data (window, mel filterbank, DCT,
+  normalisation statistics) for `asr.onnx_frontend`, which computes it with numpy alone; the
+  model's dimensions, the tokens and the tokenizer's kind (`tokenizer.model` for subwords);
+- the decoder's files where the checkpoint has them beside it: `decoder.json`, `words.arpa`,
+  `lexicon.txt`.
+
+The recurrent layers are exported without packed sequences: a padded batch runs each direction
+as a plain LSTM/GRU, the backward one over each utterance reversed within its own length, so
+padding never reaches a valid frame (the same results as the packed PyTorch model).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from asr.decoding import read_beam_options, write_beam_options
+from asr.features import frame_mask
+from asr.model import CTCModel
+from asr.recognizer import Recognizer, read_checkpoint
+
+
+def _direction(rnn: nn.RNNBase, suffix: str) -> nn.RNNBase:
+    """One direction of a (bi)directional layer as a unidirectional module of the same kind."""
+    single = type(rnn)(rnn.input_size, rnn.hidden_size, batch_first=True)
+    single.load_state_dict({name: getattr(rnn, name + suffix) for name in
+                            ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")})
+    return single
+
+
+def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each row's first `length` frames in reverse order; padding frames stay where they are."""
+    steps = torch.arange(x.shape[1], device=x.device)[None, :]
+    index = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
+
+
+class ExportableModel(nn.Module):
+    """`CTCModel` over padded tensors, without packing: what `model.onnx` computes."""
+
+    def __init__(self, model: CTCModel):
+        super().__init__()
+        self.model = model.eval()
+        self.forward_rnns = nn.ModuleList(_direction(layer.rnn, "") for layer in model.layers)
+        self.backward_rnns = nn.ModuleList(_direction(layer.rnn, "_reverse") if layer.rnn.bidirectional
+                                           else nn.Identity() for layer in model.layers)
+
+    def forward(self, feats: torch.Tensor, n_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, n_out = self.model.front_end(feats, n_frames)
+        mask = frame_mask(n_out, x.shape[1]).unsqueeze(-1).to(x.dtype)
+        for layer, fwd, bwd in zip(self.model.layers, self.forward_rnns, self.backward_rnns):
+            x = layer.dropout(layer.norm(x))
+            out, _ = fwd(x)
+            if layer.rnn.bidirectional:
+                back, _ = bwd(reverse_within(x, n_out))
+                back = reverse_within(back, n_out)
+                out = out + back if layer.sum_directions else torch.cat([out, back], -1)
+            x = layer.projection(out) * mask
+        m = self.model
+        return m.output(m.output_norm(x)).float().log_softmax(-1) * mask, n_out
+
+
+def frontend_data(recognizer: Recognizer) -> dict[str, np.ndarray]:
+    """The front end's constants, taken from the torchaudio modules the model was trained with."""
+    transform = recognizer.extractor.transform
+    data = {"mean": recognizer.norm.mean.cpu().numpy(), "std": recognizer.norm.std.cpu().numpy()}
+    spectrogram = getattr(transform, "spectrogram", None) or getattr(getattr(transform, "MelSpectrogram", None),
+                                                                     "spectrogram", None) or transform
+    data["window"] = spectrogram.window.cpu().numpy()
+    mel = getattr(transform, "mel_scale", None) or getattr(getattr(transform, "MelSpectrogram", None), "mel_scale", None)
+    if mel is not None:
+        data["mel"] = mel.fb.cpu().numpy()  # (n_freq, n_mels)
+    if hasattr(transform, "dct_mat"):
+        data["dct"] = transform.dct_mat.cpu().numpy()  # (n_mels, n_mfcc)
+    return data
+
+
+def _export(model: nn.Module, feats: torch.Tensor, n_frames: torch.Tensor, path: Path, opset: int) -> None:
+    torch.onnx.export(
+        model, (feats, n_frames), str(path), input_names=["feats", "n_frames"],
+        output_names=["log_probs", "n_out"], opset_version=opset, dynamo=False,
+        dynamic_axes={"feats": {0: "batch", 1: "frames"}, "n_frames": {0: "batch"},
+                      "log_probs": {0: "batch", 1: "out_frames"}, "n_out": {0: "batch"}})
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False, opset: int = 17) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = read_checkpoint(checkpoint)
+    recognizer = Recognizer.from_checkpoint(saved).eval()
+    model = ExportableModel(recognizer.model).eval()
+    feats = torch.randn(2, 300, recognizer.dims.n_input)
+    n_frames = torch.tensor([300, 211])
+    with warnings.catch_warnings():  # the GRU batch-size warning: no initial state is exported, any batch works
+        warnings.simplefilter("ignore")
+        _export(model, feats, n_frames, out / "model.onnx", opset)
+    if int8:
+        import logging
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quiet = logging.getLogger().level
+        logging.getLogger().setLevel(logging.WARNING)  # the quantiser logs a line per tensor
+        try:
+            quantize_dynamic(str(out / "model.onnx"), str(out / "model.int8.onnx"), weight_type=QuantType.QInt8)
+        finally:
+            logging.getLogger().setLevel(quiet)
+    np.savez(out / "frontend.npz", **frontend_data(recognizer))
+    tokenizer = saved.get("tokenizer") or {"kind": "char"}
+    if tokenizer.get("model"):  # sentencepiece's model, as bytes
+        (out / "tokenizer.model").write_bytes(bytes(tokenizer["model"]))
+    config = {"format": "asr-onnx/1", "features": recognizer.features.to_dict(), "dims": recognizer.dims.to_dict(),
+              "vocab": list(saved["vocab"]), "tokenizer": tokenizer.get("kind", "char"),
+              "source": str(checkpoint)}
+    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    saved_decoder = Path(checkpoint).parent / "decoder.json"
+    if saved_decoder.is_file():  # the LM decoder's settings, and copies of its LM and lexicon
+        options = read_beam_options(saved_decoder)
+        for key in ("lm", "lexicon"):
+            if getattr(options, key):
+                shutil.copy(getattr(options, key), out / Path(getattr(options, key)).name)
+                options = replace(options, **{key: str(out / Path(getattr(options, key)).name)})
+        write_beam_options(options, out / "decoder.json")
+    return out
