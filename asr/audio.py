@@ -74,6 +74,20 @@ def load_audio(
     return mono
 
 
+def load_audio_bytes(data: bytes, name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Like `load_audio`, for the bytes of an uploaded file held in memory (`name` is only shown in
+    errors): no file is written or opened."""
+    import io
+
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            if f.frames <= 0:
+                raise AudioError(name, "no audio samples (empty file)")
+            return _read_mono(f, Path(name), f.frames, f.samplerate, sample_rate)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise AudioError(name, f"unreadable audio ({_reason(error)})") from None
+
+
 BLOCK_SECONDS = 30.0  # audio read, down-mixed and resampled at a time: memory stays at the output's size
 
 

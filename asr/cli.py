@@ -147,6 +147,19 @@ def _export(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from asr.errors import InputError
+
+    try:
+        from asr.serve import Limits, serve
+    except ModuleNotFoundError as error:
+        raise InputError(f"asr serve needs the serve extra ({error.name} is missing): pip install -e \".[serve]\"") from None
+    recognizer, decoder = _load(args)
+    limits = Limits(args.max_upload_mb, args.max_audio_seconds, args.workers, args.queue)
+    serve(recognizer, decoder, args.host, args.port, limits)
+    return 0
+
+
 def _evaluate(args) -> int:
     from asr.evaluate import evaluate, format_report
     from asr.manifest import read_manifest
@@ -368,6 +381,18 @@ def build_parser() -> argparse.ArgumentParser:
     average.add_argument("--best", type=_positive(int), default=0, help="with --exp: the N epochs of lowest dev WER")
     average.add_argument("--out", required=True, help="the averaged checkpoint")
     average.set_defaults(run=_average)
+
+    server = commands.add_parser("serve", help="an HTTP transcription service with a web page (needs .[serve])")
+    server.add_argument("--port", type=_positive(int), default=8000)
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    server.add_argument("--max-upload-mb", type=float, default=20.0)
+    server.add_argument("--max-audio-seconds", type=float, default=600.0)
+    server.add_argument("--workers", type=_positive(int), default=1, help="transcriptions at a time")
+    server.add_argument("--queue", type=int, default=8, help="requests that may wait; more get 503")
+    server.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    server.add_argument("--int8", action="store_true", help="with --backend onnx: the int8 model")
+    _add_model_flags(server)
+    server.set_defaults(run=_serve)
 
     export = commands.add_parser("export", help="write a checkpoint as ONNX, with its front end, tokens and decoder")
     export.add_argument("--model", required=True, help="checkpoint (.pt)")

@@ -1,0 +1,108 @@
+"""`asr serve`: a small HTTP transcription service (FastAPI on uvicorn; `pip install -e ".[serve]"`).
+
+- `GET /` serves one web page: upload a file or record from the microphone, then see the text with
+  its word times and confidences, the word being spoken highlighted as the audio plays.
+- `POST /transcribe` takes an audio file (multipart field `file`) and answers the JSON of
+  `asr transcribe --format json` plus `duration`.
+- `GET /health` says the service is up and how busy it is.
+
+Limits: the upload's size (413), the audio's length (413), `workers` transcriptions at a time and
+at most `queue` more waiting; past that a request gets 503 with `Retry-After` at once instead of
+waiting. A file that is not audio gets 400 with a one-line reason. Uploads stay in memory: nothing
+from a request reaches a shell or a file path. It binds to 127.0.0.1 unless told otherwise.
+"""
+import asyncio
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, File, HTTPException, UploadFile  # the [serve] extra
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from asr.audio import AudioError, load_audio_bytes
+
+PAGE = Path(__file__).parent / "assets" / "serve" / "index.html"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_mb: float = 20.0
+    max_audio_seconds: float = 600.0
+    workers: int = 1  # transcriptions at a time (each uses the recogniser's threads)
+    queue: int = 8  # requests that may wait for a worker; more get 503
+
+
+class _Gate:
+    """Admission: at most `workers` running and `queue` waiting; the rest are turned away."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.lock = threading.Lock()
+        self.admitted = 0
+        self.running = asyncio.Semaphore(limits.workers)
+
+    def enter(self) -> bool:
+        with self.lock:
+            if self.admitted >= self.limits.workers + self.limits.queue:
+                return False
+            self.admitted += 1
+            return True
+
+    def leave(self) -> None:
+        with self.lock:
+            self.admitted -= 1
+
+
+def create_app(recognizer, decoder, limits: Limits = Limits()):
+    from asr.transcribe import transcribe_audio
+
+    app = FastAPI(title="asr", docs_url=None, redoc_url=None)
+    gate = _Gate(limits)
+    rate = recognizer.features.sample_rate
+    max_bytes = int(limits.max_upload_mb * 2**20)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return PAGE.read_text()
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "admitted": gate.admitted, **asdict(limits)}
+
+    @app.post("/transcribe")
+    async def transcribe(file: UploadFile = File(...)):
+        if not gate.enter():
+            return JSONResponse({"error": f"busy: {limits.workers} transcribing and {limits.queue} waiting; "
+                                          "try again shortly"}, status_code=503, headers={"Retry-After": "2"})
+        try:
+            data = await file.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise HTTPException(413, f"upload larger than {limits.max_upload_mb:g} MB")
+            name = Path(file.filename or "upload").name  # shown in errors only
+            try:
+                audio = load_audio_bytes(data, name, rate)
+            except AudioError as error:
+                raise HTTPException(400, str(error)) from None
+            seconds = len(audio) / rate
+            if seconds > limits.max_audio_seconds:
+                raise HTTPException(413, f"{name}: {seconds:.1f} s of audio, more than the "
+                                         f"{limits.max_audio_seconds:g} s this service takes")
+            async with gate.running:
+                result = await asyncio.to_thread(transcribe_audio, recognizer, audio, decoder, path=name)
+            body = {"text": result.text, "duration": round(seconds, 3),
+                    "segments": [asdict(s) for s in result.segments if s.text]}
+            return body
+        finally:
+            gate.leave()
+
+    @app.exception_handler(HTTPException)
+    async def one_line(_, error: HTTPException):
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+
+    return app
+
+
+def serve(recognizer, decoder, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(recognizer, decoder, limits), host=host, port=port, log_level="info")
