@@ -173,10 +173,46 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _stream_stdin(args) -> int:
+    """`asr transcribe --stream -`: raw 16-bit little-endian mono PCM at the model's rate on
+    stdin; a line per event on stdout: `partial<TAB>text`, `final<TAB>start<TAB>end<TAB>text`."""
+    import numpy as np
+
+    recognizer, decoder = _load(args)
+    stream = recognizer.stream(decoder if args.decoder != "greedy" else None)
+    chunk_bytes = int(recognizer.features.sample_rate * 0.1) * 2  # 100 ms
+
+    def show(events):
+        for event in events:
+            if event.kind == "final" and event.words:
+                print(f"final\t{event.words[0].start:.2f}\t{event.words[-1].end:.2f}\t{event.text}", flush=True)
+            elif event.kind == "partial":
+                print(f"partial\t{event.text}", flush=True)
+
+    source = sys.stdin.buffer
+    carry = b""
+    while True:
+        data = source.read1(chunk_bytes) if hasattr(source, "read1") else source.read(chunk_bytes)
+        if not data:
+            break
+        data, carry = carry + data, b""
+        if len(data) % 2:
+            data, carry = data[:-1], data[-1:]
+        show(stream.accept(np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768))
+    show(stream.finish())
+    return 0
+
+
 def _transcribe(args) -> int:
     from asr.transcribe import expand_inputs, transcribe_files
     from asr.writers import FORMATS, check_output_names, write_outputs
 
+    if args.stream:
+        from asr.errors import InputError
+
+        if args.paths != ["-"]:
+            raise InputError("--stream reads raw PCM from stdin: give - as the only input")
+        return _stream_stdin(args)
     formats = list(FORMATS) if args.format == "all" else [args.format] if args.format else []
     inputs = expand_inputs(args.paths)  # folders searched and globs expanded once
     if formats:
@@ -365,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--batch-size", type=_positive(int), default=8)
     transcribe.add_argument("--max-segment-seconds", type=_positive(float), default=20.0,
                             help="long recordings are split at pauses into segments no longer than this")
+    transcribe.add_argument("--stream", action="store_true",
+                            help="with the input -: raw 16-bit mono PCM at 16 kHz from stdin (arecord -f S16_LE "
+                                 "-r 16000), partial and final results as they come")
     transcribe.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                             help="onnx: --model is a folder made by asr export --format onnx, run by onnxruntime")
     transcribe.add_argument("--int8", action="store_true", help="with --backend onnx: the int8-quantised model")

@@ -69,6 +69,8 @@ class ExportableModel(nn.Module):
                 out = out + back if layer.sum_directions else torch.cat([out, back], -1)
             x = layer.projection(out) * mask
         m = self.model
+        if m.lookahead is not None:
+            x = m.lookahead(x) * mask
         return m.output(m.output_norm(x)).float().log_softmax(-1) * mask, n_out
 
 

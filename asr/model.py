@@ -40,6 +40,7 @@ class ModelDims:
     dropout: float = 0.0  # between recurrent layers
     output_norm: str = "none"  # none | batch: before the output layer (DeepSpeech2 uses batch)
     output_bias: bool = True
+    lookahead: int = 0  # frames of future context (DeepSpeech2's lookahead convolution) after a unidirectional stack
 
     def __post_init__(self):
         # Hydra and JSON give lists; the dataclass is frozen and hashable with tuples.
@@ -53,6 +54,9 @@ class ModelDims:
         for name in ("layer_norm", "output_norm"):
             if getattr(self, name) not in ("none", "layer", "batch"):
                 raise InputError(f"model.{name} must be none, layer or batch")
+        if self.lookahead < 0 or (self.lookahead and self.bidirectional):
+            raise InputError(f"model.lookahead={self.lookahead}: a number of frames >= 0, for unidirectional models "
+                             "(model.bidirectional=false)")
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelDims:
@@ -209,6 +213,21 @@ def unpack(packed: PackedSequence, rows: torch.Tensor, batch: int, max_frames: i
     return out.view(batch, max_frames, -1)
 
 
+class Lookahead(nn.Module):
+    """Each output frame t mixes frames t .. t + context - 1 channel by channel (a depthwise
+    convolution over the future, Wang et al. 2016, as DeepSpeech2's unidirectional model), then
+    hardtanh(0, 20): `(batch, frames, n)` -> the same shape."""
+
+    def __init__(self, n: int, context: int):
+        super().__init__()
+        self.context = context
+        self.conv = nn.Conv1d(n, n, context, groups=n, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(x.transpose(1, 2), (0, self.context - 1))
+        return nn.functional.hardtanh(self.conv(x), 0, 20).transpose(1, 2)
+
+
 class CTCModel(nn.Module):
     """Normalised features `(batch, frames, n_input)` -> log-probabilities `(batch, frames', n_tokens)`."""
 
@@ -221,6 +240,7 @@ class CTCModel(nn.Module):
             layers.append(RecurrentLayer(n_input, dims, first=i == 0))
             n_input = layers[-1].n_output
         self.layers = nn.ModuleList(layers)
+        self.lookahead = Lookahead(n_input, dims.lookahead + 1) if dims.lookahead else None
         self.output_norm = _norm(dims.output_norm, n_input)
         self.output = nn.Linear(n_input, dims.n_tokens, bias=dims.output_bias)
 
@@ -236,6 +256,9 @@ class CTCModel(nn.Module):
         packed, rows = pack(x, lengths)
         for layer in self.layers:
             packed = layer(packed)
+        if self.lookahead is not None:  # needs the frames in order: unpack (zeros after each end), mix, pack
+            hidden = self.lookahead(unpack(packed, rows, *x.shape[:2]))
+            packed = PackedSequence(hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows), *packed[1:])
         packed = _map_packed(packed, lambda data: self.output(self.output_norm(data)).float().log_softmax(-1))
         return unpack(packed, rows, *x.shape[:2]), n_out
 

@@ -102,6 +102,12 @@ class Recognizer(nn.Module):
         return transcribe_audio(self, audio, decoder, max_segment_seconds, path=path,
                                 segmenter=segmenter or DEFAULT_SEGMENTER)
 
+    def stream(self, decoder: Decoder | None = None, **options):
+        """An `asr.stream.Stream`: feed it PCM chunks, get partial and final text with word times."""
+        from asr.stream import Stream
+
+        return Stream(self, decoder, **options)
+
     def checkpoint(self, **extra) -> dict:
         """The self-describing dictionary that `save` writes; `extra` adds training state."""
         return {

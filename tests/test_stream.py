@@ -1,0 +1,68 @@
+"""Streaming: a unidirectional model with lookahead, fed in chunks of any size, gives the
+whole-utterance model's output frame for frame (the offline forward pass is the reference), and
+its final words are those of offline greedy decoding; a bidirectional model streams at the pauses
+silero-vad finds."""
+import numpy as np
+import pytest
+import torch
+
+from asr.decoding import GreedyDecoder
+from asr.features import FeatureConfig
+from asr.model import ModelDims
+from asr.recognizer import BUILTIN_DIR, Recognizer, load_recognizer
+from asr.stream import Stream, _Incremental
+from asr.tokenizer import BLANK, CharTokenizer
+
+
+def streaming_model(seed=0):
+    torch.manual_seed(seed)
+    tokenizer = CharTokenizer([BLANK, " ", "A", "B", "C"])
+    features = FeatureConfig(kind="fbank", n_mels=20)
+    dims = ModelDims(n_input=20, n_tokens=5, conv_channels=(4, 4), n_layers=2, hidden=16, bidirectional=False,
+                     lookahead=3)
+    model = Recognizer(features, dims, tokenizer, torch.zeros(20), torch.ones(20)).eval()
+    with torch.no_grad():  # a model that emits words and spaces: a strong output bias per token
+        model.model.output.bias.copy_(torch.tensor([2.0, 0.5, 1.0, 1.0, 1.0]))
+    return model
+
+
+@pytest.mark.parametrize("chunk", [160, 1234, 4000])
+def test_chunked_streaming_gives_the_offline_model_frame_for_frame(chunk):
+    model = streaming_model()
+    audio = np.random.default_rng(1).normal(0, 0.1, 16000 * 2).astype(np.float32)
+    seen = []
+    original = _Incremental._greedy
+    stream = Stream(model)
+    stream._state._greedy = lambda log_probs: (seen.append(log_probs), original(stream._state, log_probs))
+    finals = []
+    for start in range(0, len(audio), chunk):
+        finals += [e for e in stream.accept(audio[start:start + chunk]) if e.kind == "final"]
+    finals += [e for e in stream.finish() if e.kind == "final"]
+    expected, n = model.infer([torch.from_numpy(audio)])
+    got = torch.cat(seen)
+    assert got.shape[0] == int(n[0])
+    assert torch.allclose(got, expected[0, : n[0]], atol=1e-5)
+    offline = GreedyDecoder(model.tokenizer).decode(expected, n)[0]
+    assert " ".join(e.text for e in finals) == offline
+
+
+def test_a_bidirectional_model_streams_at_the_pauses_vad_finds():
+    from asr.audio import load_audio
+
+    recognizer = load_recognizer()
+    clips = [load_audio(p) for p in sorted((BUILTIN_DIR / "samples").glob("*.flac"))]
+    texts = dict(line.split(" ", 1) for line in (BUILTIN_DIR / "samples" / "text").read_text().splitlines())
+    pause = np.zeros(16000, np.float32)
+    audio = np.concatenate([x for clip in clips for x in (clip, pause)])
+    stream = recognizer.stream()
+    events = []
+    for start in range(0, len(audio), 1600):  # 100 ms chunks
+        events += stream.accept(audio[start:start + 1600])
+    events += stream.finish()
+    finals = [e for e in events if e.kind == "final"]
+    offline = [recognizer.transcribe(clip).text for clip in clips]
+    assert [e.text for e in finals] == offline
+    assert any(e.kind == "partial" for e in events)
+    assert set(offline) & set(texts.values())  # a sanity check on the clips themselves
+    first = finals[1].words[0]  # times are on the stream's clock: the second clip starts after clip 1 + 1 s
+    assert len(clips[0]) / 16000 + 1.0 - 0.1 < first.start < (len(clips[0]) + len(clips[1])) / 16000 + 1.0

@@ -1,0 +1,65 @@
+"""Streaming latency and real-time factor on a test set.
+
+    python tools/bench_stream.py --model exp/an4_streaming/best.pt --manifest data/an4/test.jsonl \
+        [--chunk-ms 100] [--threads 2]
+
+Each utterance is fed in chunks of `--chunk-ms`, as a microphone would deliver them. A word's
+latency is the time from its end (its end time in the final event, on the stream's clock) to the
+moment its final text is out: the end of the chunk that completed it, plus the compute time of
+that `accept` call. Prints the median and 90th percentile latency, the real-time factor (compute
+over audio), and the greedy WER of the final texts.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from asr.audio import load_audio
+from asr.manifest import read_manifest
+from asr.metrics import error_rates
+from asr.recognizer import load_recognizer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--manifest", default="data/an4/test.jsonl")
+    parser.add_argument("--chunk-ms", type=float, default=100.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    recognizer = load_recognizer(args.model)
+    rate = recognizer.features.sample_rate
+    chunk = int(rate * args.chunk_ms / 1000)
+    latencies, compute, audio_seconds, refs, hyps = [], 0.0, 0.0, [], []
+    for utt in read_manifest(args.manifest):
+        audio = load_audio(utt.audio, rate)
+        stream = recognizer.stream()
+        finals = []
+        for start in range(0, len(audio) + chunk, chunk):
+            piece = audio[start:start + chunk]
+            began = time.perf_counter()
+            events = stream.accept(piece) if len(piece) else stream.finish()
+            spent = time.perf_counter() - began
+            compute += spent
+            for event in events:
+                if event.kind == "final":
+                    finals.append(event.text)
+                    latencies += [event.audio_seconds - w.end + spent for w in event.words]
+        if len(audio) % chunk == 0:
+            finals += [e.text for e in stream.finish() if e.kind == "final"]
+        audio_seconds += len(audio) / rate
+        refs.append(utt.text)
+        hyps.append(" ".join(finals))
+    ms = np.array(latencies) * 1000
+    print(f"{len(refs)} utterances, {audio_seconds:.1f} s; chunks of {args.chunk_ms:g} ms; {args.threads} thread(s)")
+    print(f"word final latency: median {np.median(ms):.0f} ms, 90th percentile {np.percentile(ms, 90):.0f} ms "
+          f"over {len(ms)} words")
+    print(f"real-time factor {compute / audio_seconds:.4f}; greedy WER of the final text {error_rates(refs, hyps).wer:.2f}%")
+
+
+if __name__ == "__main__":
+    main()
