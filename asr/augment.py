@@ -142,6 +142,15 @@ def noise_from_file(path: str, n_samples: int, sample_rate: int, generator: torc
     return torch.from_numpy(load_audio(path, sample_rate, start, want))
 
 
+def babble(voices: list[torch.Tensor], n_samples: int) -> torch.Tensor:
+    """Several talkers at once: each voice looped to `n_samples` and scaled to unit power, summed."""
+    mix = torch.zeros(n_samples, dtype=torch.float64)
+    for voice in voices:
+        voice = voice.double().repeat(n_samples // max(1, voice.shape[0]) + 1)[:n_samples]
+        mix += voice / voice.pow(2).mean().sqrt().clamp(min=1e-12)
+    return mix.float()
+
+
 def gain_and_clip(audio: torch.Tensor, gain_db: float, clip: float = 1.0) -> torch.Tensor:
     """Scale by `gain_db` dB, then clip to [-clip, clip] as a saturating recorder would."""
     return (audio * 10 ** (gain_db / 20)).clamp(-clip, clip)
@@ -170,15 +179,19 @@ class AugmentConfig:
     gain_prob: float = 0.0
     gain_db: tuple[float, float] = (-10.0, 10.0)
     concat_prob: float = 0.0
+    babble_prob: float = 0.0
+    babble_snr_db: tuple[float, float] = (0.0, 20.0)
+    babble_talkers: tuple[int, int] = (3, 6)
     concat_pause_seconds: tuple[float, float] = (0.5, 2.0)
     concat_pause_kinds: tuple[str, ...] = PAUSE_KINDS
 
     def __post_init__(self):
         for name in ("noise_prob", "noise_file_prob", "reverb_prob", "rir_file_prob", "narrow_band_prob",
-                     "gain_prob", "concat_prob"):
+                     "gain_prob", "concat_prob", "babble_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augment.{name}={getattr(self, name)}: expected a probability, 0 to 1")
-        for name in ("noise_snr_db", "gain_db", "reverb_rt60", "concat_pause_seconds"):
+        for name in ("noise_snr_db", "gain_db", "reverb_rt60", "concat_pause_seconds", "babble_snr_db",
+                     "babble_talkers"):
             low_high = tuple(getattr(self, name))
             if len(low_high) != 2 or low_high[0] > low_high[1]:
                 raise ValueError(f"augment.{name}={list(low_high)}: expected [low, high]")
@@ -202,7 +215,7 @@ class AugmentConfig:
     @property
     def active(self) -> bool:
         return any(p > 0 for p in (self.noise_prob, self.reverb_prob, self.narrow_band_prob, self.gain_prob,
-                                   self.concat_prob))
+                                   self.concat_prob, self.babble_prob))
 
 
 def augment(audio: torch.Tensor, sample_rate: int, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

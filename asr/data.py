@@ -13,7 +13,7 @@ import torchaudio.functional as AF
 from torch.utils.data import Dataset, Sampler
 
 from asr.audio import AudioError, load_audio
-from asr.augment import AugmentConfig, augment, join_with_pause
+from asr.augment import AugmentConfig, add_noise, augment, babble, join_with_pause
 from asr.manifest import Utterance
 from asr.metrics import normalize_text
 from asr.progress import progress_bar
@@ -67,6 +67,8 @@ class UtteranceDataset(Dataset):
         waveform, text = torch.from_numpy(audio), utt.text
         if partner:
             waveform, text = self._join(waveform, text, epoch, index, partner[0])
+        if self.augment is not None and self.augment.babble_prob > 0:
+            waveform = self._babble(waveform, epoch, index)
         # Targets are the text as scoring sees it (asr.metrics.normalize_text): case and punctuation
         # never become output symbols.
         tokens = torch.tensor(self.tokenizer.encode(normalize_text(text)), dtype=torch.long) if self.tokenizer else None
@@ -81,6 +83,20 @@ class UtteranceDataset(Dataset):
         if self.cache is not None and cache_key(utt) in self.cache:
             return self.cache[cache_key(utt)]
         return _load_or_log(utt, self.sample_rate)
+
+    def _babble(self, waveform: torch.Tensor, epoch: int, index: int) -> torch.Tensor:
+        """With probability `augment.babble_prob`: other training utterances, talking at once
+        under this one at an SNR from `augment.babble_snr_db`."""
+        rng = random.Random(f"{self.seed}/{epoch}/{index}/babble")
+        config = self.augment
+        if len(self) < 2 or rng.random() >= config.babble_prob:
+            return waveform
+        talkers = rng.randint(*config.babble_talkers)
+        others = [rng.randrange(len(self)) for _ in range(talkers)]
+        voices = [torch.from_numpy(a) for i in others if i != index and (a := self._samples(self.utterances[i])) is not None]
+        if not voices:
+            return waveform
+        return add_noise(waveform, babble(voices, waveform.shape[0]), rng.uniform(*config.babble_snr_db))
 
     def _join(self, waveform: torch.Tensor, text: str, epoch: int, index: int, other: int) -> tuple[torch.Tensor, str]:
         """Item `(epoch, index, other)`: this utterance, a pause drawn from `(seed, epoch, index,

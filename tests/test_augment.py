@@ -212,3 +212,23 @@ def test_training_with_augmentation_records_it_in_the_checkpoint(tmp_path, group
     best = train(compose_config(overrides(tmp_path, tiny_corpus(tmp_path), 1, f"augment={group}")))
     recorded = read_checkpoint(best)["config"]["augment"]
     assert recorded["noise_prob"] == 0.5 and recorded["concat_prob"] == (0.1 if group == "robust" else 0.0)
+
+
+def test_babble_is_talkers_at_unit_power_each_and_the_loader_adds_it_at_the_snr(tmp_path):
+    from conftest import write_tone
+
+    from asr.augment import babble
+    from asr.data import UtteranceDataset
+    from asr.manifest import Utterance
+
+    a, b = tone(0.5, 300.0, 0.2), tone(0.3, 1000.0, 0.05)  # orthogonal over whole periods: powers add
+    mix = babble([a, b], SR)
+    assert mix.shape == (SR,) and float(mix.double().pow(2).mean()) == pytest.approx(2.0, rel=0.01)
+    utts = [Utterance(f"u{i}", str(write_tone(tmp_path / f"u{i}.wav", 0.5 + 0.1 * i)), 0.5 + 0.1 * i,
+                      "AB") for i in range(4)]
+    config = AugmentConfig(babble_prob=1.0, babble_snr_db=(10.0, 10.0), babble_talkers=(2, 2))
+    clean = UtteranceDataset(utts, None, SR)[(0, 0)][1]
+    noisy = UtteranceDataset(utts, None, SR, augment=config, seed=3)[(0, 0)][1]
+    assert torch.equal(noisy, UtteranceDataset(utts, None, SR, augment=config, seed=3)[(0, 0)][1])
+    noise = (noisy - clean).double()
+    assert 10 * math.log10(clean.double().pow(2).mean() / noise.pow(2).mean()) == pytest.approx(10.0, abs=0.01)

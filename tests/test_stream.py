@@ -66,3 +66,24 @@ def test_a_bidirectional_model_streams_at_the_pauses_vad_finds():
     assert set(offline) & set(texts.values())  # a sanity check on the clips themselves
     first = finals[1].words[0]  # times are on the stream's clock: the second clip starts after clip 1 + 1 s
     assert len(clips[0]) / 16000 + 1.0 - 0.1 < first.start < (len(clips[0]) + len(clips[1])) / 16000 + 1.0
+
+
+def test_asr_transcribe_stream_reads_pcm_from_stdin(monkeypatch, capsys):
+    import io
+    import sys
+
+    import soundfile as sf
+
+    from asr.cli import main
+
+    clip, _ = sf.read(str(BUILTIN_DIR / "samples" / "an417-fjlp-b.flac"), dtype="int16")
+    pcm = np.concatenate([clip, np.zeros(16000, np.int16), clip]).astype("<i2").tobytes()
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": io.BytesIO(pcm)})())
+    assert main(["transcribe", "--stream", "-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    finals = [line.split("\t") for line in lines if line.startswith("final")]
+    assert [f[3] for f in finals] == ["ENTER NINE ONE SIX NINE"] * 2
+    assert float(finals[1][1]) > len(clip) / 16000 + 0.9  # the second one on the stream's clock
+    assert any(line.startswith("partial\t") for line in lines)
+    assert main(["transcribe", "--stream", "a.wav"]) != 0
+    assert "--stream reads raw PCM from stdin" in capsys.readouterr().err

@@ -35,7 +35,7 @@ import torchaudio.functional as AF
 from eval_timestamps import speech_onset  # tools/, beside this script
 
 from asr.audio import load_audio
-from asr.augment import add_noise, join_with_pause, reverberate
+from asr.augment import add_noise, babble, join_with_pause, reverberate
 from asr.manifest import Utterance, read_manifest, write_manifest
 
 RATE = 16000
@@ -55,18 +55,12 @@ def seeded(*key) -> int:
     return random.Random("/".join(map(str, key))).getrandbits(63)
 
 
-def babble(train: list[Utterance], n_samples: int, rng: random.Random, talkers: int = 5) -> torch.Tensor:
-    """`talkers` training utterances of different speakers, each looped to `n_samples` and scaled
-    to unit power, summed."""
+def talkers(train: list[Utterance], n_samples: int, rng: random.Random, count: int = 5) -> torch.Tensor:
+    """Babble of `count` training utterances of different speakers (`asr.augment.babble`)."""
     by_speaker: dict[str, list[Utterance]] = {}
     for utt in train:
         by_speaker.setdefault(speaker(utt), []).append(utt)
-    mix = torch.zeros(n_samples, dtype=torch.float64)
-    for who in rng.sample(sorted(by_speaker), talkers):
-        voice = samples(rng.choice(by_speaker[who])).double()
-        voice = voice.repeat(n_samples // voice.shape[0] + 1)[:n_samples]
-        mix += voice / voice.pow(2).mean().sqrt().clamp(min=1e-12)
-    return mix.float()
+    return babble([samples(rng.choice(by_speaker[who])) for who in rng.sample(sorted(by_speaker), count)], n_samples)
 
 
 def room_impulse_response(rt60: float, seed: int) -> torch.Tensor:
@@ -142,7 +136,7 @@ def main() -> None:
         def make(k: int, audio: torch.Tensor):
             g = torch.Generator().manual_seed(seeded(seed, kind, snr, k))
             noise = (torch.randn(audio.shape[0], generator=g) if kind == "white"
-                     else babble(train, audio.shape[0], random.Random(f"{seed}/{kind}/{snr}/{k}")))
+                     else talkers(train, audio.shape[0], random.Random(f"{seed}/{kind}/{snr}/{k}")))
             return add_noise(audio, noise, snr), RATE
         return make
 
