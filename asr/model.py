@@ -218,14 +218,15 @@ class Lookahead(nn.Module):
     convolution over the future, Wang et al. 2016, as DeepSpeech2's unidirectional model), then
     hardtanh(0, 20): `(batch, frames, n)` -> the same shape."""
 
-    def __init__(self, n: int, context: int):
+    def __init__(self, n: int, context: int, activation: bool = True):
         super().__init__()
         self.context = context
+        self.activation = activation
         self.conv = nn.Conv1d(n, n, context, groups=n, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.pad(x.transpose(1, 2), (0, self.context - 1))
-        return nn.functional.hardtanh(self.conv(x), 0, 20).transpose(1, 2)
+        x = self.conv(nn.functional.pad(x.transpose(1, 2), (0, self.context - 1)))
+        return (nn.functional.hardtanh(x, 0, 20) if self.activation else x).transpose(1, 2)
 
 
 class CTCModel(nn.Module):

@@ -80,12 +80,25 @@ def build_recognizer(cfg: DictConfig, train_utts: Sequence[Utterance], resume: d
     return Recognizer(features, model_dims(cfg, len(tokenizer)), tokenizer, mean, std, specaugment)
 
 
+def _reads_recurrent(name: str) -> bool:
+    """A weight whose input is a recurrent layer's output (both directions side by side)."""
+    return name == "output.weight" or (name.endswith(".rnn.weight_ih_l0") and not name.startswith("layers.0."))
+
+
 def init_weights(recognizer: Recognizer, checkpoint: dict) -> tuple[int, int]:
     """Start `recognizer`'s model from `checkpoint`'s weights where names and shapes match; the
     output layer's rows go token by token for the tokens both vocabularies have (the others keep
     their fresh initialisation). The features and normalisation stay the recogniser's own.
+    A unidirectional model started from a bidirectional one (not summing its directions) takes the
+    forward direction: its recurrent weights, and of each weight that reads a recurrent layer's
+    output (the next layer's input weights, the output layer) the columns of the forward half.
     Returns (tensors copied whole, tensors left as they were)."""
     source, target = checkpoint["model"], recognizer.model.state_dict()
+    dims = checkpoint.get("dims", {})
+    forward_half = (dims.get("bidirectional") and not dims.get("sum_directions") and not recognizer.dims.bidirectional)
+    if forward_half:
+        source = {name: (w[:, : w.shape[1] // 2] if w.dim() == 2 and _reads_recurrent(name) else w)
+                  for name, w in source.items()}
     source_ids = {token: i for i, token in enumerate(checkpoint["vocab"])}
     shared = [(i, source_ids[t]) for i, t in enumerate(recognizer.tokenizer.vocab) if t in source_ids]
     copied, left = 0, 0

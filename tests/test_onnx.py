@@ -78,3 +78,20 @@ def test_the_numpy_front_end_matches_the_torch_features(exported, clips):
     expected = recognizer.norm(feats, n)[0].numpy()
     got = Frontend.load(exported)(audio)
     assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-3
+
+
+def test_a_streaming_model_with_lookahead_exports_too(tmp_path):
+    from test_stream import streaming_model
+
+    from asr.export import export_onnx
+    from asr.onnx_backend import OnnxRecognizer
+
+    model = streaming_model()
+    model.save(tmp_path / "streaming.pt")
+    out = export_onnx(tmp_path / "streaming.pt", tmp_path / "onnx")
+    waves = [torch.randn(16000) * 0.1, torch.randn(9000) * 0.1]
+    expected, n = model.infer(waves)
+    got, got_n = OnnxRecognizer(out).infer(waves)
+    assert torch.equal(got_n, n)
+    for row, frames in enumerate(n.tolist()):
+        assert (got[row, :frames] - expected[row, :frames]).abs().max() < 1e-4

@@ -87,3 +87,24 @@ def test_asr_transcribe_stream_reads_pcm_from_stdin(monkeypatch, capsys):
     assert any(line.startswith("partial\t") for line in lines)
     assert main(["transcribe", "--stream", "a.wav"]) != 0
     assert "--stream reads raw PCM from stdin" in capsys.readouterr().err
+
+
+def test_a_streaming_model_starts_from_a_bidirectional_models_forward_direction():
+    from asr.train import init_weights
+
+    torch.manual_seed(3)
+    tokenizer = CharTokenizer([BLANK, " ", "A", "B", "C"])
+    features = FeatureConfig(kind="fbank", n_mels=20)
+    common = dict(n_input=20, n_tokens=5, conv_channels=(4, 4), n_layers=2, hidden=8)
+    bi = Recognizer(features, ModelDims(**common), tokenizer, torch.zeros(20), torch.ones(20))
+    uni = Recognizer(features, ModelDims(**common, bidirectional=False, lookahead=2), tokenizer, torch.zeros(20),
+                     torch.ones(20))
+    copied, left = init_weights(uni, bi.checkpoint())
+    assert left == 1  # the lookahead convolution, which the bidirectional model has not
+    src, dst = bi.model.state_dict(), uni.model.state_dict()
+    assert torch.equal(dst["layers.0.rnn.weight_ih_l0"], src["layers.0.rnn.weight_ih_l0"])
+    assert torch.equal(dst["layers.1.rnn.weight_hh_l0"], src["layers.1.rnn.weight_hh_l0"])
+    # the next layer and the output read [forward | backward]: the forward half's columns
+    assert torch.equal(dst["layers.1.rnn.weight_ih_l0"], src["layers.1.rnn.weight_ih_l0"][:, :8])
+    assert torch.equal(dst["output.weight"], src["output.weight"][:, :8])
+    assert torch.equal(dst["front_end.blocks.0.0.weight"], src["front_end.blocks.0.0.weight"])
