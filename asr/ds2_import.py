@@ -27,7 +27,7 @@ from asr.recognizer import FORMAT_VERSION, CheckpointError, save_atomic
 from asr.tokenizer import BLANK
 
 
-class ImportError_(AsrError):
+class DS2ImportError(AsrError):
     """A checkpoint that is not a deepspeech.pytorch model we can convert; names file and reason."""
 
 
@@ -86,7 +86,7 @@ def read_lightning_checkpoint(path: str | Path) -> dict:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a foreign or damaged file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
-        raise ImportError_(f"{path}: not a readable deepspeech.pytorch checkpoint ({reason})") from None
+        raise DS2ImportError(f"{path}: not a readable deepspeech.pytorch checkpoint ({reason})") from None
 
 
 def _plain(value):
@@ -115,22 +115,22 @@ def _rnn_kind(value, gates: int) -> str:
 def convert(checkpoint: dict, source: str = "<checkpoint>") -> dict:
     """Their checkpoint dictionary -> ours (see `Recognizer.checkpoint`)."""
     if "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
-        raise ImportError_(f"{source}: no state_dict and hyper_parameters: not a deepspeech.pytorch Lightning checkpoint")
+        raise DS2ImportError(f"{source}: no state_dict and hyper_parameters: not a deepspeech.pytorch Lightning checkpoint")
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
     hp = _plain(dict(checkpoint["hyper_parameters"]))
     labels, spect, model_cfg = list(hp.get("labels") or []), hp.get("spect_cfg") or {}, hp.get("model_cfg") or {}
     if not labels or "_" not in labels:
-        raise ImportError_(f"{source}: hyper_parameters.labels holds no '_' (the CTC blank) label")
+        raise DS2ImportError(f"{source}: hyper_parameters.labels holds no '_' (the CTC blank) label")
     if "lookahead.0.conv.weight" in state:
-        raise ImportError_(f"{source}: a unidirectional model with a lookahead convolution: not supported yet "
+        raise DS2ImportError(f"{source}: a unidirectional model with a lookahead convolution: not supported yet "
                            "(bidirectional models only)")
     layers = sorted({int(m.group(1)) for k in state if (m := re.match(r"rnns\.(\d+)\.rnn\.weight_ih_l0$", k))})
     if not layers or "conv.seq_module.0.weight" not in state or "fc.0.module.1.weight" not in state:
-        raise ImportError_(f"{source}: the weights are not DeepSpeech2's (conv.seq_module, rnns, fc keys missing)")
+        raise DS2ImportError(f"{source}: the weights are not DeepSpeech2's (conv.seq_module, rnns, fc keys missing)")
     hidden = state["rnns.0.rnn.weight_hh_l0"].shape[1]
     rnn_type = _rnn_kind(model_cfg.get("rnn_type"), state["rnns.0.rnn.weight_ih_l0"].shape[0] // hidden)
     if rnn_type not in ("lstm", "gru"):
-        raise ImportError_(f"{source}: rnn_type {model_cfg.get('rnn_type')}: only LSTM and GRU models convert")
+        raise DS2ImportError(f"{source}: rnn_type {model_cfg.get('rnn_type')}: only LSTM and GRU models convert")
     window = str(spect.get("window", "hamming")).lower().rsplit(".", 1)[-1]
     features = FeatureConfig(kind="spectrogram", sample_rate=int(spect.get("sample_rate", 16000)),
                              win_ms=float(spect.get("window_size", 0.02)) * 1000,
@@ -144,7 +144,7 @@ def convert(checkpoint: dict, source: str = "<checkpoint>") -> dict:
         bidirectional=True, sum_directions=True, projection=0, layer_norm="batch", dropout=0.0,
         output_norm="batch", output_bias=False)
     if int(model_cfg.get("hidden_size", hidden)) != hidden or int(model_cfg.get("hidden_layers", len(layers))) != len(layers):
-        raise ImportError_(f"{source}: model_cfg says {model_cfg.get('hidden_layers')} x {model_cfg.get('hidden_size')}, "
+        raise DS2ImportError(f"{source}: model_cfg says {model_cfg.get('hidden_layers')} x {model_cfg.get('hidden_size')}, "
                            f"the weights {len(layers)} x {hidden}")
 
     renamed = {}
@@ -179,5 +179,5 @@ def import_checkpoint(src: str | Path, out: str | Path) -> Path:
     try:
         Recognizer.from_checkpoint(converted)
     except RuntimeError as error:
-        raise ImportError_(f"{src}: the weights do not fit DeepSpeech2 ({str(error).splitlines()[0]})") from None
+        raise DS2ImportError(f"{src}: the weights do not fit DeepSpeech2 ({str(error).splitlines()[0]})") from None
     return save_atomic(converted, out)

@@ -73,7 +73,7 @@ def _silence_centres(silent: np.ndarray, min_blocks: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _silero():
+def silero_model():
     from silero_vad import load_silero_vad
 
     return load_silero_vad()
@@ -94,7 +94,7 @@ def speech_regions(audio: np.ndarray, sample_rate: int, threshold: float = 0.5) 
 
         wave = AF.resample(wave, sample_rate, VAD_RATE)
     with torch.no_grad():
-        found = get_speech_timestamps(wave, _silero(), threshold=threshold, sampling_rate=VAD_RATE)
+        found = get_speech_timestamps(wave, silero_model(), threshold=threshold, sampling_rate=VAD_RATE)
     scale = sample_rate / VAD_RATE
     return [(int(r["start"] * scale), int(r["end"] * scale)) for r in found]
 

@@ -202,12 +202,12 @@ class _Segments:
     def __init__(self, recognizer, decoder, partial_seconds: float, max_segment_seconds: float):
         from silero_vad import VADIterator
 
-        from asr.segment import _silero
+        from asr.segment import silero_model
 
         self.r = recognizer
         self.decoder = decoder or GreedyDecoder(recognizer.tokenizer)
         self.rate = recognizer.features.sample_rate
-        self.vad = VADIterator(_silero(), sampling_rate=16000, min_silence_duration_ms=300, speech_pad_ms=100)
+        self.vad = VADIterator(silero_model(), sampling_rate=16000, min_silence_duration_ms=300, speech_pad_ms=100)
         self.partial_samples = int(partial_seconds * self.rate)
         self.max_samples = int(max_segment_seconds * self.rate)
         self.audio = np.zeros(0, np.float32)  # since `offset`
