@@ -28,11 +28,15 @@ def epoch_files(out_dir: str | Path) -> dict[int, Path]:
     return found
 
 
-def dev_wer(path: Path) -> float:
-    metrics = read_checkpoint(path).get("metrics") or {}
-    if "dev_wer" not in metrics:
-        raise AverageError(f"{path}: holds no dev WER to rank it by (trained without a dev set?)")
-    return float(metrics["dev_wer"])
+def dev_wers(out_dir: str | Path) -> dict[int, float]:
+    """Dev WER by epoch, from the run's metrics.csv (the kept checkpoints are never opened to rank them)."""
+    from asr.train import read_metrics  # asr.train imports this module
+
+    return {int(row["epoch"]): float(row["dev_wer"]) for row in read_metrics(Path(out_dir)) if row.get("dev_wer")}
+
+
+def _by_dev_wer(epochs, wers: dict[int, float]) -> list[int]:
+    return sorted((e for e in epochs if e in wers), key=lambda e: (wers[e], e))
 
 
 def pick(out_dir: str | Path, last: int = 0, best: int = 0) -> list[Path]:
@@ -45,7 +49,12 @@ def pick(out_dir: str | Path, last: int = 0, best: int = 0) -> list[Path]:
         raise AverageError(f"{out_dir}: {len(files)} epoch checkpoint(s) kept, fewer than the {n} asked for")
     if last:
         return [files[e] for e in sorted(files)[-n:]]
-    return sorted(files.values(), key=lambda p: (dev_wer(p), p.name))[:n]
+    wers = dev_wers(out_dir)
+    unranked = sorted(set(files) - set(wers))
+    if unranked:
+        raise AverageError(f"{out_dir}: no dev WER for epoch {unranked[0]} in metrics.csv to rank it by "
+                           "(trained without a dev set?)")
+    return [files[e] for e in _by_dev_wer(files, wers)[:n]]
 
 
 def average(paths: list[str | Path]) -> dict:
@@ -77,12 +86,7 @@ def prune_epochs(out_dir: str | Path, keep: int) -> None:
     """Keep the newest `keep` and the `keep` best (by dev WER, where known) epoch checkpoints."""
     files = epoch_files(out_dir)
     newest = sorted(files)[-keep:]
-    ranked = []
-    for epoch, path in files.items():
-        metrics = read_checkpoint(path).get("metrics") or {}
-        if "dev_wer" in metrics:
-            ranked.append((float(metrics["dev_wer"]), epoch))
-    best = [epoch for _, epoch in sorted(ranked)[:keep]]
+    best = _by_dev_wer(files, dev_wers(out_dir))[:keep]
     for epoch, path in files.items():
         if epoch not in newest and epoch not in best:
             path.unlink()

@@ -78,12 +78,11 @@ def frontend_data(recognizer: Recognizer) -> dict[str, np.ndarray]:
     """The front end's constants, taken from the torchaudio modules the model was trained with."""
     transform = recognizer.extractor.transform
     data = {"mean": recognizer.norm.mean.cpu().numpy(), "std": recognizer.norm.std.cpu().numpy()}
-    spectrogram = getattr(transform, "spectrogram", None) or getattr(getattr(transform, "MelSpectrogram", None),
-                                                                     "spectrogram", None) or transform
+    mel = getattr(transform, "MelSpectrogram", transform)  # MFCC wraps a MelSpectrogram
+    spectrogram = getattr(mel, "spectrogram", mel)  # a MelSpectrogram wraps a Spectrogram
     data["window"] = spectrogram.window.cpu().numpy()
-    mel = getattr(transform, "mel_scale", None) or getattr(getattr(transform, "MelSpectrogram", None), "mel_scale", None)
-    if mel is not None:
-        data["mel"] = mel.fb.cpu().numpy()  # (n_freq, n_mels)
+    if hasattr(mel, "mel_scale"):
+        data["mel"] = mel.mel_scale.fb.cpu().numpy()  # (n_freq, n_mels)
     if hasattr(transform, "dct_mat"):
         data["dct"] = transform.dct_mat.cpu().numpy()  # (n_mels, n_mfcc)
     return data

@@ -45,12 +45,6 @@ class OnnxRecognizer:
         return torch.from_numpy(log_probs), torch.from_numpy(n_out)
 
     def transcribe(self, audio, decoder=None, max_segment_seconds: float = 20.0, segmenter: str | None = None):
-        from asr.audio import load_audio
-        from asr.segment import DEFAULT_SEGMENTER
-        from asr.transcribe import transcribe_audio
+        from asr.transcribe import transcribe_input
 
-        path = "<audio>"
-        if not isinstance(audio, np.ndarray):
-            path, audio = str(audio), load_audio(audio, self.features.sample_rate)
-        return transcribe_audio(self, audio, decoder, max_segment_seconds, path=path,
-                                segmenter=segmenter or DEFAULT_SEGMENTER)
+        return transcribe_input(self, audio, decoder, max_segment_seconds, segmenter)

@@ -90,17 +90,9 @@ class Recognizer(nn.Module):
                    segmenter: str | None = None):
         """A file path or mono float32 samples (at `features.sample_rate`) -> `asr.transcribe.Transcript`
         with `text`, `segments` and `words`. Raises `AudioError` for a file that cannot be read."""
-        import numpy as np
+        from asr.transcribe import transcribe_input
 
-        from asr.audio import load_audio
-        from asr.segment import DEFAULT_SEGMENTER
-        from asr.transcribe import transcribe_audio
-
-        path = "<audio>"
-        if not isinstance(audio, np.ndarray):
-            path, audio = str(audio), load_audio(audio, self.features.sample_rate)
-        return transcribe_audio(self, audio, decoder, max_segment_seconds, path=path,
-                                segmenter=segmenter or DEFAULT_SEGMENTER)
+        return transcribe_input(self, audio, decoder, max_segment_seconds, segmenter)
 
     def stream(self, decoder: Decoder | None = None, **options):
         """An `asr.stream.Stream`: feed it PCM chunks, get partial and final text with word times."""

@@ -60,10 +60,11 @@ def create_app(recognizer, decoder, limits: Limits = Limits()):
     gate = _Gate(limits)
     rate = recognizer.features.sample_rate
     max_bytes = int(limits.max_upload_mb * 2**20)
+    html = PAGE.read_text()
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return PAGE.read_text()
+        return html
 
     @app.get("/health")
     def health() -> dict:

@@ -26,6 +26,7 @@ import torch
 
 from asr.alignment import Word, align_words
 from asr.decoding import GreedyDecoder
+from asr.transcribe import frame_seconds, transcribe_audio
 
 
 @dataclass
@@ -77,7 +78,7 @@ class _Incremental:
         self.hidden = [None] * len(m.layers)
         self.pending = torch.zeros(0, m.layers[-1].n_output)  # RNN outputs waiting for lookahead
         self.context = m.lookahead.context - 1 if m.lookahead is not None else 0
-        self.frame_seconds = f.hop_ms / 1000 * self.sub
+        self.frame_seconds = frame_seconds(recognizer)
         self.log_probs = []  # output frames of the open utterance (for word times)
         self.ids: list[int] = []  # greedy tokens of the open utterance
         self.last = recognizer.tokenizer.blank
@@ -248,14 +249,12 @@ class _Segments:
         return events
 
     def _decode(self, start: int, end: int) -> tuple[str, list[Word]]:
+        """The stretch decoded whole (it is never longer than the maximum segment), words on the stream's clock."""
         piece = self.audio[max(0, start - self.offset): end - self.offset]
         if len(piece) < self.r.features.win_samples:
             return "", []
-        log_probs, n = self.r.infer([torch.from_numpy(piece.copy())])
-        text = self.decoder.decode(log_probs, n)[0]
-        frame_seconds = self.r.features.hop_ms / 1000 * self.r.dims.subsampling
-        words = align_words(log_probs[0, : n[0]].float().cpu(), text, self.r.tokenizer, frame_seconds)
-        return text, [w.shifted(max(start, self.offset) / self.rate) for w in words]
+        result = transcribe_audio(self.r, piece, self.decoder, self.max_samples / self.rate)
+        return result.text, [w.shifted(max(start, self.offset) / self.rate) for w in result.words]
 
     def _final(self, end: int) -> list[StreamEvent]:
         text, words = self._decode(self.start, end)

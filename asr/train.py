@@ -558,7 +558,7 @@ def _tensorboard(out_dir: Path):
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
-def _read_metrics(out_dir: Path) -> list[dict]:
+def read_metrics(out_dir: Path) -> list[dict]:
     path = out_dir / "metrics.csv"
     if not path.exists():
         return []
@@ -578,14 +578,14 @@ def _write_metrics(out_dir: Path, rows: list[dict]) -> None:
 
 def _trim_metrics(out_dir: Path, epochs: int) -> None:
     """Drop the metrics.csv rows of epochs after `epochs` (they run again after a resume)."""
-    rows = _read_metrics(out_dir)
+    rows = read_metrics(out_dir)
     kept = [row for row in rows if int(row["epoch"]) <= epochs]
     if len(kept) < len(rows):
         _write_metrics(out_dir, kept)
 
 
 def _log_metrics(out_dir: Path, row: dict, writer) -> None:
-    _write_metrics(out_dir, [*_read_metrics(out_dir), row])
+    _write_metrics(out_dir, [*read_metrics(out_dir), row])
     if writer is not None:
         for key, value in row.items():
             if key not in ("epoch", "step") and isinstance(value, (int, float)):

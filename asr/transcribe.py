@@ -80,6 +80,22 @@ def transcribe_audio(
                                   segmenter))
 
 
+def transcribe_input(recognizer, audio, decoder: Decoder | None = None, max_segment_seconds: float = 20.0,
+                     segmenter: str | None = None) -> Transcript:
+    """`Recognizer.transcribe` (and the ONNX recogniser's): a file path or mono float32 samples at
+    the recogniser's rate. Raises `AudioError` for a file that cannot be read."""
+    path = "<audio>"
+    if not isinstance(audio, np.ndarray):
+        path, audio = str(audio), load_audio(audio, recognizer.features.sample_rate)
+    return transcribe_audio(recognizer, audio, decoder, max_segment_seconds, path=path,
+                            segmenter=segmenter or DEFAULT_SEGMENTER)
+
+
+def frame_seconds(recognizer) -> float:
+    """Seconds per output frame: the feature hop times the model's time subsampling."""
+    return recognizer.features.hop_ms / 1000 * recognizer.dims.subsampling
+
+
 def transcribe_files(
     recognizer: Recognizer,
     paths: Sequence[str | Path],
@@ -125,7 +141,7 @@ def _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_siz
     decoder = decoder or GreedyDecoder(recognizer.tokenizer)
     split = SEGMENTERS[segmenter]
     rate = recognizer.features.sample_rate
-    frame_seconds = recognizer.features.hop_ms / 1000 * recognizer.dims.subsampling
+    seconds_per_frame = frame_seconds(recognizer)
     pieces = []  # (input index, start sample, samples)
     for index, (_, audio) in enumerate(group):
         if isinstance(audio, np.ndarray):
@@ -140,7 +156,7 @@ def _transcribe_group(recognizer, group, decoder, max_segment_seconds, batch_siz
         log_probs, n_frames = log_probs.float().cpu(), n_frames.cpu()
         for row, ((index, start, samples), text) in enumerate(zip(batch, texts)):
             offset = start / rate
-            words = align_words(log_probs[row, : n_frames[row]], text, recognizer.tokenizer, frame_seconds)
+            words = align_words(log_probs[row, : n_frames[row]], text, recognizer.tokenizer, seconds_per_frame)
             words = [w.shifted(offset) for w in words]
             segments[index].append(Segment(round(offset, 3), round(offset + len(samples) / rate, 3), text, words))
         if bar is not None:
