@@ -98,9 +98,12 @@ def _load(args):
         flags = ", ".join("--" + k.replace("_", "-") for k in not_for)
         raise InputError(f"{flags}: not used by --decoder {args.decoder}"
                          + ("" if args.decoder == "lm" else " (these settings are for --decoder lm)"))
-    _set_threads(args.threads)
+    onnx = getattr(args, "backend", "torch") == "onnx"
+    # with onnx, onnxruntime gets the threads and torch only decodes, on one thread: torch's idle
+    # threads would otherwise spin on the cores onnxruntime computes on (RTF 0.0048 against 0.0032)
+    _set_threads(1 if onnx else args.threads)
     model = Path(args.model) if args.model else BUILTIN_MODEL
-    if getattr(args, "backend", "torch") == "onnx":
+    if onnx:
         from asr.onnx_backend import OnnxRecognizer
 
         if not args.model:

@@ -14,9 +14,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
+
+
+@lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
 
 
 @dataclass
@@ -52,10 +59,13 @@ class Frontend:
         if f["kind"] == "spectrogram":
             feats = np.log1p(magnitude)
         else:
-            mel = (magnitude**2) @ self.data["mel"]
-            feats = np.log(mel + 1e-6)
-            if f["kind"] == "mfcc":
-                feats = feats @ self.data["dct"]
+            # one BLAS thread: the products are small, and numpy's BLAS threads would otherwise spin
+            # on the cores onnxruntime computes on next (RTF 0.0062 against 0.0032 on 2 cores)
+            with _blas().limit(limits=1, user_api="blas"):
+                mel = (magnitude**2) @ self.data["mel"]
+                feats = np.log(mel + 1e-6)
+                if f["kind"] == "mfcc":
+                    feats = feats @ self.data["dct"]
         if f.get("normalize", "global") == "utterance":
             feats = (feats - feats.mean()) / max(float(feats.std(ddof=1)), 1e-12)
         else:

@@ -95,3 +95,24 @@ def test_a_streaming_model_with_lookahead_exports_too(tmp_path):
     assert torch.equal(got_n, n)
     for row, frames in enumerate(n.tolist()):
         assert (got[row, :frames] - expected[row, :frames]).abs().max() < 1e-4
+
+
+def test_the_int8_model_quantises_the_matmuls_and_keeps_conv_and_gru_in_float(exported):
+    # onnxruntime has no int8 GRU, and its ConvInteger ran 6x slower than the float Conv here
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(exported / "model.int8.onnx")).graph.node}
+    assert "MatMulInteger" in ops and "ConvInteger" not in ops and {"Conv", "GRU"} <= ops
+
+
+def test_with_the_onnx_backend_onnxruntime_gets_the_threads_and_torch_one(exported, capsys):
+    # torch's idle threads spinning beside onnxruntime's made a 2-thread run slower than a 1-thread one
+    before = torch.get_num_threads()
+    try:
+        sample = BUILTIN_DIR / "samples" / "an417-fjlp-b.flac"
+        assert main(["transcribe", "--backend", "onnx", "--model", str(exported), "--threads", "2", str(sample)]) == 0
+        assert torch.get_num_threads() == 1
+        assert main(["transcribe", "--model", str(BUILTIN_MODEL), "--threads", "2", str(sample)]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
