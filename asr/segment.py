@@ -3,7 +3,7 @@ block energy (`split_on_silence`), or at the pauses a voice-activity detector fi
 (`split_on_speech`, silero-vad), which does not need clean silence."""
 from __future__ import annotations
 
-import functools
+import threading
 
 import numpy as np
 
@@ -72,11 +72,18 @@ def _silence_centres(silent: np.ndarray, min_blocks: int) -> np.ndarray:
     return ((starts + ends) // 2)[long_enough]
 
 
-@functools.lru_cache(maxsize=1)
-def silero_model():
-    from silero_vad import load_silero_vad
+_per_thread = threading.local()
 
-    return load_silero_vad()
+
+def silero_model():
+    """This thread's silero-vad model. The model carries state from one window to the next, so
+    threads must not share one: `asr serve --workers N` segments N recordings at once."""
+    model = getattr(_per_thread, "model", None)
+    if model is None:
+        from silero_vad import load_silero_vad
+
+        model = _per_thread.model = load_silero_vad()
+    return model
 
 
 VAD_RATE = 16000

@@ -1,6 +1,7 @@
 """Streaming: a unidirectional model with lookahead, fed in chunks of any size, gives the
 whole-utterance model's output frame for frame (the offline forward pass is the reference), and
-its final words are those of offline greedy decoding; a bidirectional model streams at the pauses
+its final words are those of offline greedy decoding (a word closes as soon as the space leads the
+other tokens under the blank, worked by hand below); a bidirectional model streams at the pauses
 silero-vad finds."""
 import numpy as np
 import pytest
@@ -44,6 +45,25 @@ def test_chunked_streaming_gives_the_offline_model_frame_for_frame(chunk):
     assert torch.allclose(got, expected[0, : n[0]], atol=1e-5)
     offline = GreedyDecoder(model.tokenizer).decode(expected, n)[0]
     assert " ".join(e.text for e in finals) == offline
+
+
+def test_a_word_is_final_once_the_space_leads_under_the_blank_not_before():
+    # tokens: blank, space, A, B, C. Frames 0-6 (probabilities): A | blank, B second | B | blank,
+    # space second | blank, space second | space | C. "AB" is final at frame 3, two frames before
+    # the space's own spike (frame 5); the blank with B second inside the word (frame 1) closes nothing.
+    def frame(*probs):
+        return torch.tensor(probs).log()
+
+    frames = [frame(.1, .1, .7, .05, .05), frame(.6, .05, .05, .25, .05), frame(.1, .05, .05, .75, .05),
+              frame(.6, .3, .04, .03, .03), frame(.6, .3, .04, .03, .03), frame(.2, .7, .04, .03, .03),
+              frame(.1, .1, .05, .05, .7)]
+    state = Stream(streaming_model())._state
+    finals = []
+    for t, f in enumerate(frames):
+        state._greedy(f[None])
+        finals += [(t, e.text) for e in state._events(final=False) if e.kind == "final"]
+    assert finals == [(3, "AB")]
+    assert state.r.tokenizer.decode(state.ids).split() == ["AB", "C"]  # the text of greedy decoding
 
 
 def test_a_bidirectional_model_streams_at_the_pauses_vad_finds():
@@ -108,3 +128,29 @@ def test_a_streaming_model_starts_from_a_bidirectional_models_forward_direction(
     assert torch.equal(dst["layers.1.rnn.weight_ih_l0"], src["layers.1.rnn.weight_ih_l0"][:, :8])
     assert torch.equal(dst["output.weight"], src["output.weight"][:, :8])
     assert torch.equal(dst["front_end.blocks.0.0.weight"], src["front_end.blocks.0.0.weight"])
+
+
+def test_two_bidirectional_streams_at_once_do_not_share_the_vad_state():
+    # silero-vad's model carries state from window to window: two streams fed turn about must find
+    # what each finds alone
+    from asr.audio import load_audio
+
+    recognizer = load_recognizer()
+    clip = load_audio(BUILTIN_DIR / "samples" / "an417-fjlp-b.flac")
+    pause = np.zeros(8000, np.float32)
+    speech = np.concatenate([pause, clip, pause, clip, pause])
+    noise = np.random.default_rng(0).normal(0, 0.3, len(speech)).astype(np.float32)
+
+    def run(streams_and_audio):
+        events = [[] for _ in streams_and_audio]
+        for start in range(0, len(speech), 1600):
+            for k, (stream, audio) in enumerate(streams_and_audio):
+                events[k] += [(e.kind, e.text, e.audio_seconds) for e in stream.accept(audio[start:start + 1600])]
+        for k, (stream, _) in enumerate(streams_and_audio):
+            events[k] += [(e.kind, e.text, e.audio_seconds) for e in stream.finish()]
+        return events
+
+    alone = run([(recognizer.stream(), speech)])[0]
+    together = run([(recognizer.stream(), speech), (recognizer.stream(), noise)])[0]
+    assert [e for e in alone if e[0] == "final"]  # the clip's words were found
+    assert together == alone

@@ -155,3 +155,16 @@ def test_pipeline_handles_bad_silent_short_and_long_inputs(tiny_recognizer, tmp_
     for segment in long.segments:  # word times are on the file's clock, inside their segment
         for word in segment.words:
             assert segment.start <= word.start <= word.end <= segment.end + 0.05
+
+
+def test_each_thread_segments_with_its_own_vad_model():
+    # silero-vad's model carries state between windows: asr serve's workers must not share one
+    import threading
+
+    from asr.segment import silero_model
+
+    models = []
+    thread = threading.Thread(target=lambda: models.append(silero_model()))
+    thread.start()
+    thread.join()
+    assert models[0] is not silero_model() and silero_model() is silero_model()
