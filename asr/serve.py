@@ -6,10 +6,13 @@
   `asr transcribe --format json` plus `duration`.
 - `GET /health` says the service is up and how busy it is.
 
-Limits: the upload's size (413), the audio's length (413), `workers` transcriptions at a time and
-at most `queue` more waiting; past that a request gets 503 with `Retry-After` at once instead of
-waiting. A file that is not audio gets 400 with a one-line reason. Uploads stay in memory: nothing
-from a request reaches a shell or a file path. It binds to 127.0.0.1 unless told otherwise.
+Limits: the upload's size (413: a request body past it is refused from its Content-Length before
+it is read, or as soon as it has grown past it), the audio's length (413), `workers`
+transcriptions at a time and at most `queue` more waiting; past that a request gets 503 with
+`Retry-After` at once instead of waiting. A file that is not audio gets 400 with a one-line reason.
+The audio is decoded from memory (Starlette may spool a part over 1 MB to an anonymous temporary
+file first); nothing from a request reaches a shell or a file path. It binds to 127.0.0.1 unless
+told otherwise.
 """
 import asyncio
 import threading
@@ -53,6 +56,42 @@ class _Gate:
             self.admitted -= 1
 
 
+class _BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` gets 413 before the form is parsed; the
+    body is read here, at most `max_bytes` of it, and handed on from memory."""
+
+    def __init__(self, app, max_bytes: int, message: str):
+        self.app, self.max_bytes, self.message = app, max_bytes, message
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            return await self._refuse(scope, receive, send)
+        messages, seen = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":  # the client went away
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        queued = iter(messages)
+
+        async def replay():
+            return next(queued, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send):
+        response = JSONResponse({"error": self.message}, status_code=413, headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+
 def create_app(recognizer, decoder, limits: Limits = Limits()):
     from asr.transcribe import transcribe_audio
 
@@ -60,6 +99,7 @@ def create_app(recognizer, decoder, limits: Limits = Limits()):
     gate = _Gate(limits)
     rate = recognizer.features.sample_rate
     max_bytes = int(limits.max_upload_mb * 2**20)
+    too_large = f"upload larger than {limits.max_upload_mb:g} MB"
     html = PAGE.read_text()
 
     @app.get("/", response_class=HTMLResponse)
@@ -78,7 +118,7 @@ def create_app(recognizer, decoder, limits: Limits = Limits()):
         try:
             data = await file.read(max_bytes + 1)
             if len(data) > max_bytes:
-                raise HTTPException(413, f"upload larger than {limits.max_upload_mb:g} MB")
+                raise HTTPException(413, too_large)
             name = Path(file.filename or "upload").name  # shown in errors only
             try:
                 audio = load_audio_bytes(data, name, rate)
@@ -100,6 +140,8 @@ def create_app(recognizer, decoder, limits: Limits = Limits()):
     async def one_line(_, error: HTTPException):
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
 
+    # the form's boundaries and headers on top of the file itself
+    app.add_middleware(_BodyLimit, max_bytes=max_bytes + 64 * 1024, message=too_large)
     return app
 
 

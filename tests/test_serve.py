@@ -83,6 +83,28 @@ def test_bad_uploads_get_a_4xx_with_a_one_line_reason(service):
     assert status == 200  # the name is never a path: the upload stays in memory
 
 
+def test_a_body_over_the_limit_is_refused_before_it_is_sent(service):
+    # announced as 100 MB and never sent: the 413 must come from the headers alone
+    with socket.create_connection(("127.0.0.1", int(service.rsplit(":", 1)[1])), timeout=10) as conn:
+        conn.sendall(b"POST /transcribe HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 104857600\r\n\r\n")
+        reply = conn.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 413") and '{"error":"upload larger than 1 MB"}' in reply
+
+
+def test_a_chunked_body_is_refused_once_it_grows_past_the_limit(service):
+    chunks = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n",
+              *[b"\0" * 65536] * 40)  # 2.5 MB with no Content-Length
+    request = urllib.request.Request(service + "/transcribe", iter(chunks),
+                                     {"Content-Type": "multipart/form-data; boundary=b", "Transfer-Encoding": "chunked"})
+    try:
+        urllib.request.urlopen(request, timeout=30)
+        status = 200
+    except urllib.error.HTTPError as error:
+        status, body = error.code, json.loads(error.read())
+    assert status == 413 and body["error"] == "upload larger than 1 MB"
+
+
 def test_twenty_concurrent_uploads_get_a_transcript_or_a_clear_503(service):
     clips = sorted(FIXTURE.glob("*.flac")) + sorted(SAMPLES.glob("*.flac"))
     texts = dict(line.split(" ", 1) for line in (FIXTURE / "text").read_text().splitlines())
