@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from asr.augment import AugmentConfig
 from asr.average import prune_epochs
 from asr.config import augment_config, feature_config, model_dims, specaugment_config
 from asr.data import (
@@ -231,6 +232,7 @@ class Run:
     test_utts: list[Utterance]
     sample_rate: int
     cache: dict | None
+    augment: AugmentConfig | None
     total_steps: int  # of the whole run, in this run's steps (an epoch's batches: a sort of the corpus)
 
     @property
@@ -257,7 +259,7 @@ def train(cfg: DictConfig) -> Path:
         loader = iter(DataLoader(stream, batch_size=None, num_workers=cfg.train.num_workers,
                                  pin_memory=device.type == "cuda"))
     else:
-        augment = augment_config(cfg)
+        augment = run.augment
         stream = EpochStream(run.sampler, run.state.epoch, cfg.train.epochs, augment.concat_prob if augment else 0.0,
                              cfg.seed)
         dataset = UtteranceDataset(run.train_utts, run.recognizer.tokenizer, run.sample_rate, cfg.train.speeds,
@@ -337,17 +339,18 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     optimizer = AdamW(recognizer.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
                       decay_vectors=o.decay_vectors)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.precision == "fp16")
+    augment = augment_config(cfg)
     if shards:
         sampler = ShardStream(train_utts, recognizer.tokenizer, sample_rate, cfg.train.speeds,
                               cfg.train.max_batch_seconds, cfg.train.max_batch, cfg.seed, rank.rank, rank.world,
-                              augment=augment_config(cfg))
+                              augment=augment)
         steps = sampler.epoch_length(0)
     else:
         sampler = BucketBatchSampler(train_utts.durations, cfg.train.max_batch_seconds,
                                      cfg.train.max_batch, True, cfg.seed, rank.rank, rank.world)
         steps = len(sampler)
     run = Run(cfg, rank, device, recognizer, model, optimizer, scaler, sampler, TrainingState(), train_utts, dev_utts,
-              test_utts, sample_rate, cache, total_steps=cfg.train.epochs * steps)
+              test_utts, sample_rate, cache, augment, total_steps=cfg.train.epochs * steps)
     if resume is not None:
         resume_from(run, resume)
     if rank.is_main:
