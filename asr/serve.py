@@ -6,8 +6,8 @@
   `asr transcribe --format json` plus `duration`.
 - `GET /health` says the service is up and how busy it is.
 
-Limits: the upload's size (413: a request body past it is refused from its Content-Length before
-it is read, or as soon as it has grown past it), the audio's length (413), `workers`
+Limits: the upload's size (413 before the form is parsed; at once, before the body is sent, for a
+client that announces it and waits, as curl does), the audio's length (413), `workers`
 transcriptions at a time and at most `queue` more waiting; past that a request gets 503 with
 `Retry-After` at once instead of waiting. A file that is not audio gets 400 with a one-line reason.
 The audio is decoded from memory (Starlette may spool a part over 1 MB to an anonymous temporary
@@ -57,8 +57,10 @@ class _Gate:
 
 
 class _BodyLimit:
-    """ASGI middleware: a request body over `max_bytes` gets 413 before the form is parsed; the
-    body is read here, at most `max_bytes` of it, and handed on from memory."""
+    """ASGI middleware: a request body over `max_bytes` gets 413 before the form is parsed. The
+    body is read here and handed on from memory; past `max_bytes` the rest is read and dropped, so
+    that the client, still sending, gets the 413 rather than a reset connection. A client that
+    announces a larger body and waits (`Expect: 100-continue`, as curl does) is answered at once."""
 
     def __init__(self, app, max_bytes: int, message: str):
         self.app, self.max_bytes, self.message = app, max_bytes, message
@@ -66,20 +68,23 @@ class _BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_bytes:
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"")
+        announced_over = length.isdigit() and int(length) > self.max_bytes
+        if announced_over and headers.get(b"expect", b"").lower() == b"100-continue":
             return await self._refuse(scope, receive, send)
         messages, seen = [], 0
         while True:
             message = await receive()
-            messages.append(message)
             if message["type"] != "http.request":  # the client went away
-                break
+                return
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                return await self._refuse(scope, receive, send)
+            if seen <= self.max_bytes:
+                messages.append(message)
             if not message.get("more_body"):
                 break
+        if announced_over or seen > self.max_bytes:
+            return await self._refuse(scope, receive, send)
         queued = iter(messages)
 
         async def replay():
