@@ -2,7 +2,9 @@
 
 Their DeepSpeech2 is our `model=ds2`: two masked convolutions with batch norm and hardtanh, a stack
 of bidirectional LSTMs (or GRUs) whose directions are summed, batch norm before every recurrent
-layer but the first, and batch norm then a bias-free linear layer at the output. Their features are
+layer but the first, and batch norm then a bias-free linear layer at the output. Their
+unidirectional model (`UniDirectionalConfig`) has forward-only layers and, before the output, a
+lookahead convolution over `lookahead_context` frames and hardtanh: our `lookahead`, one less. Their features are
 a log1p magnitude spectrogram (librosa's centred STFT, Hamming window of `window_size` seconds)
 normalised per utterance by its own mean and standard deviation; ours say so in `FeatureConfig`
 (`window=hamming`, `center=true`, `normalize=utterance`).
@@ -117,12 +119,13 @@ def convert(checkpoint: dict, source: str = "<checkpoint>") -> dict:
     labels, spect, model_cfg = list(hp.get("labels") or []), hp.get("spect_cfg") or {}, hp.get("model_cfg") or {}
     if not labels or "_" not in labels:
         raise DS2ImportError(f"{source}: hyper_parameters.labels holds no '_' (the CTC blank) label")
-    if "lookahead.0.conv.weight" in state:
-        raise DS2ImportError(f"{source}: a unidirectional model with a lookahead convolution: not supported yet "
-                           "(bidirectional models only)")
     layers = sorted({int(m.group(1)) for k in state if (m := re.match(r"rnns\.(\d+)\.rnn\.weight_ih_l0$", k))})
     if not layers or "conv.seq_module.0.weight" not in state or "fc.0.module.1.weight" not in state:
         raise DS2ImportError(f"{source}: the weights are not DeepSpeech2's (conv.seq_module, rnns, fc keys missing)")
+    bidirectional = "rnns.0.rnn.weight_ih_l0_reverse" in state
+    lookahead = state.get("lookahead.0.conv.weight")  # (hidden, 1, context): unidirectional models only
+    if not bidirectional and (lookahead is None or lookahead.shape[-1] < 2):
+        raise DS2ImportError(f"{source}: a unidirectional model without a lookahead.0.conv.weight of 2 frames or more")
     hidden = state["rnns.0.rnn.weight_hh_l0"].shape[1]
     rnn_type = _rnn_kind(model_cfg.get("rnn_type"), state["rnns.0.rnn.weight_ih_l0"].shape[0] // hidden)
     if rnn_type not in ("lstm", "gru"):
@@ -137,8 +140,8 @@ def convert(checkpoint: dict, source: str = "<checkpoint>") -> dict:
         n_input=features.n_features, n_tokens=len(labels), conv_channels=[c.shape[0] for c in convs],
         conv_kernels=[list(c.shape[2:]) for c in convs], conv_strides=[[2, 2], [2, 1]],  # fixed in their model
         conv_activation="hardtanh", conv_norm=True, rnn_type=rnn_type, n_layers=len(layers), hidden=hidden,
-        bidirectional=True, sum_directions=True, projection=0, layer_norm="batch", dropout=0.0,
-        output_norm="batch", output_bias=False)
+        bidirectional=bidirectional, sum_directions=bidirectional, projection=0, layer_norm="batch", dropout=0.0,
+        output_norm="batch", output_bias=False, lookahead=0 if bidirectional else lookahead.shape[-1] - 1)
     if int(model_cfg.get("hidden_size", hidden)) != hidden or int(model_cfg.get("hidden_layers", len(layers))) != len(layers):
         raise DS2ImportError(f"{source}: model_cfg says {model_cfg.get('hidden_layers')} x {model_cfg.get('hidden_size')}, "
                            f"the weights {len(layers)} x {hidden}")
@@ -153,6 +156,8 @@ def convert(checkpoint: dict, source: str = "<checkpoint>") -> dict:
                         if k.startswith(f"rnns.{i}.rnn.")})
         renamed.update({f"layers.{i}.norm" + k[len(f"rnns.{i}.batch_norm.module"):]: v for k, v in state.items()
                         if k.startswith(f"rnns.{i}.batch_norm.module.")})
+    if lookahead is not None:
+        renamed["lookahead.conv.weight"] = lookahead
     # their blank '_' can sit anywhere in the labels; ours is id 0
     blank = labels.index("_")
     order = [blank] + [i for i in range(len(labels)) if i != blank]

@@ -3,8 +3,9 @@ class names, key names, shapes and hyper-parameters; random weights) converts in
 model's output equals a reference forward pass written here from plain torch layers, following
 their published architecture (SeanNaren/deepspeech.pytorch, deepspeech_pytorch/model.py and
 loader/data_loader.py): spectrogram -> per-utterance normalisation -> masked convolutions ->
-LSTMs with summed directions -> sequence-wise batch norm -> output. Neither their code nor ours is
-used for the expected values."""
+LSTMs with summed directions (or forward LSTMs and the lookahead convolution of their
+unidirectional model) -> sequence-wise batch norm -> output. Neither their code nor ours is used
+for the expected values."""
 import dataclasses
 import enum
 import sys
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 LABELS = ["_", "'", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ", " "]
-HIDDEN, LAYERS, RATE = 24, 2, 16000
+HIDDEN, LAYERS, RATE, CONTEXT = 24, 2, 16000, 5
 
 
 def their_modules():
@@ -37,6 +38,8 @@ def their_modules():
                               ("window", enums.SpectrogramWindow, enums.SpectrogramWindow.hamming)])
     dataclass("BiDirectionalConfig", [("rnn_type", enums.RNNType, enums.RNNType.lstm), ("hidden_size", int, 1024),
                                       ("hidden_layers", int, 5)])
+    dataclass("UniDirectionalConfig", [("rnn_type", enums.RNNType, enums.RNNType.lstm), ("hidden_size", int, 1024),
+                                       ("hidden_layers", int, 5), ("lookahead_context", int, 20)])
     dataclass("AdamConfig", [("learning_rate", float, 1.5e-4), ("learning_anneal", float, 0.99),
                              ("weight_decay", float, 1e-5), ("eps", float, 1e-8)])
     package = types.ModuleType("deepspeech_pytorch")
@@ -45,8 +48,8 @@ def their_modules():
             "deepspeech_pytorch.configs.train_config": config, "deepspeech_pytorch.enums": enums}
 
 
-def their_state_dict(generator):
-    """Key names and shapes of their DeepSpeech (bidirectional, LSTM) for HIDDEN x LAYERS."""
+def their_state_dict(generator, bidirectional=True):
+    """Key names and shapes of their DeepSpeech (LSTM) for HIDDEN x LAYERS."""
     def rand(*shape, scale=0.1):
         return torch.randn(*shape, generator=generator) * scale
 
@@ -61,33 +64,38 @@ def their_state_dict(generator):
     n_input = 32 * 41  # 161 bins -> 81 -> 41, times 32 channels
     for i in range(LAYERS):
         size = n_input if i == 0 else HIDDEN
-        for suffix in ("", "_reverse"):
+        for suffix in ("", "_reverse") if bidirectional else ("",):
             state[f"rnns.{i}.rnn.weight_ih_l0{suffix}"] = rand(4 * HIDDEN, size)
             state[f"rnns.{i}.rnn.weight_hh_l0{suffix}"] = rand(4 * HIDDEN, HIDDEN)
             state[f"rnns.{i}.rnn.bias_ih_l0{suffix}"] = rand(4 * HIDDEN)
             state[f"rnns.{i}.rnn.bias_hh_l0{suffix}"] = rand(4 * HIDDEN)
         if i > 0:
             state.update(batch_norm(f"rnns.{i}.batch_norm.module", HIDDEN))
+    if not bidirectional:
+        state["lookahead.0.conv.weight"] = rand(HIDDEN, 1, CONTEXT, scale=0.5)
     state.update(batch_norm("fc.0.module.0", HIDDEN))
     state["fc.0.module.1.weight"] = rand(len(LABELS), HIDDEN, scale=0.5)
     return state
 
 
-@pytest.fixture()
-def their_checkpoint(tmp_path, monkeypatch):
+@pytest.fixture(params=["bidirectional", "unidirectional"])
+def their_checkpoint(tmp_path, monkeypatch, request):
     from omegaconf import OmegaConf
 
     modules = their_modules()
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     config, enums = modules["deepspeech_pytorch.configs.train_config"], modules["deepspeech_pytorch.enums"]
-    state = their_state_dict(torch.Generator().manual_seed(0))
+    bidirectional = request.param == "bidirectional"
+    state = their_state_dict(torch.Generator().manual_seed(0), bidirectional)
+    model_cfg = (config.BiDirectionalConfig(enums.RNNType.lstm, HIDDEN, LAYERS) if bidirectional
+                 else config.UniDirectionalConfig(enums.RNNType.lstm, HIDDEN, LAYERS, CONTEXT))
     checkpoint = {
         "epoch": 69, "global_step": 1000, "pytorch-lightning_version": "1.4.0",
         "state_dict": state,
         "hyper_parameters": {
             "labels": LABELS,
-            "model_cfg": OmegaConf.structured(config.BiDirectionalConfig(enums.RNNType.lstm, HIDDEN, LAYERS)),
+            "model_cfg": OmegaConf.structured(model_cfg),
             "precision": 32,
             "optim_cfg": OmegaConf.structured(config.AdamConfig()),
             "spect_cfg": OmegaConf.structured(config.SpectConfig()),
@@ -123,11 +131,18 @@ def reference_log_probs(audio: torch.Tensor, state: dict) -> torch.Tensor:
         for i in range(LAYERS):
             if i > 0:
                 x = bn(f"rnns.{i}.batch_norm.module", HIDDEN, False)(x[:, 0])[:, None]
-            lstm = nn.LSTM(x.shape[-1], HIDDEN, bidirectional=True)
+            bidirectional = "rnns.0.rnn.weight_ih_l0_reverse" in state
+            lstm = nn.LSTM(x.shape[-1], HIDDEN, bidirectional=bidirectional)
             lstm.load_state_dict({k[len(f"rnns.{i}.rnn."):]: v for k, v in state.items()
                                   if k.startswith(f"rnns.{i}.rnn.")})
             x, _ = lstm(x)
-            x = x.view(x.shape[0], 1, 2, -1).sum(2)
+            if bidirectional:
+                x = x.view(x.shape[0], 1, 2, -1).sum(2)
+        if not bidirectional:  # frame t mixes t .. t + CONTEXT - 1 (zeros past the end), per channel
+            future = nn.functional.pad(x[:, 0].T, (0, CONTEXT - 1))  # (features, time + CONTEXT - 1)
+            weight = state["lookahead.0.conv.weight"][:, 0]  # (features, CONTEXT)
+            mixed = torch.stack([(future[:, t:t + CONTEXT] * weight).sum(1) for t in range(x.shape[0])])
+            x = nn.functional.hardtanh(mixed, 0, 20)[:, None]
         out = bn("fc.0.module.0", HIDDEN, False)(x[:, 0]) @ state["fc.0.module.1.weight"].T
         return torch.log(torch.softmax(out, -1))  # (time, labels)
 
