@@ -15,7 +15,8 @@ token after the blank on a blank frame. Its log-probabilities are those of the w
 model, frame for frame; its text is greedy decoding's, except where that early space falls inside a
 word (1 word of 777 on AN4 test).
 
-A bidirectional model needs the whole of a stretch of speech: silero-vad finds where speech stops,
+A bidirectional model (or one whose features need the whole utterance: centred frames, or each
+utterance's own normalisation) needs the whole of a stretch of speech: silero-vad finds where speech stops,
 and each stretch is then decoded as a segment (`final`); `partial` re-decodes the open stretch
 every `partial_seconds`.
 """
@@ -44,7 +45,10 @@ class Stream:
         self.recognizer = recognizer
         self.rate = recognizer.features.sample_rate
         self.received = 0
-        self.incremental = not recognizer.dims.bidirectional
+        f = recognizer.features
+        # frame by frame needs a causal model and features that a chunk alone determines: not
+        # centred frames, not each utterance's own normalisation (an imported DeepSpeech2's)
+        self.incremental = not recognizer.dims.bidirectional and not f.center and f.normalize == "global"
         if self.incremental:
             self._state = _Incremental(recognizer)
         else:

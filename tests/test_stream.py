@@ -154,3 +154,24 @@ def test_two_bidirectional_streams_at_once_do_not_share_the_vad_state():
     together = run([(recognizer.stream(), speech), (recognizer.stream(), noise)])[0]
     assert [e for e in alone if e[0] == "final"]  # the clip's words were found
     assert together == alone
+
+
+def test_a_model_whose_features_need_the_whole_utterance_streams_at_pauses():
+    # each utterance's own normalisation and centred frames (an imported DeepSpeech2's) cannot be
+    # computed chunk by chunk: such a model streams by VAD segments, as a bidirectional one does
+    from asr.audio import load_audio
+
+    base = streaming_model()
+    features = FeatureConfig(kind="fbank", n_mels=20, center=True, normalize="utterance")
+    model = Recognizer(features, base.dims, base.tokenizer, torch.zeros(20), torch.ones(20)).eval()
+    model.model.load_state_dict(base.model.state_dict())
+    with torch.no_grad():  # tokens win over the blank more often: the clip gives a text
+        model.model.output.bias.copy_(torch.tensor([1.0, 0.5, 1.0, 1.0, 1.0]))
+    clip = load_audio(BUILTIN_DIR / "samples" / "an417-fjlp-b.flac")
+    audio = np.concatenate([np.zeros(8000, np.float32), clip, np.zeros(16000, np.float32)])
+    stream = model.stream()
+    events = [e for start in range(0, len(audio), 1600) for e in stream.accept(audio[start:start + 1600])]
+    finals = [e.text for e in events + stream.finish() if e.kind == "final"]
+    assert not stream.incremental and finals and all(finals)
+    assert Stream(base).incremental  # the same model with global statistics and plain frames runs frame by frame
+
