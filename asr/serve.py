@@ -6,10 +6,11 @@
   `asr transcribe --format json` plus `duration`.
 - `GET /health` says the service is up and how busy it is.
 
-Limits: the upload's size (413 before the form is parsed; at once, before the body is sent, for a
-client that announces it and waits, as curl does), the audio's length (413), `workers`
-transcriptions at a time and at most `queue` more waiting; past that a request gets 503 with
-`Retry-After` at once instead of waiting. A file that is not audio gets 400 with a one-line reason.
+Limits: `workers` transcriptions at a time and at most `queue` more waiting, counted from the
+moment a request arrives: past that it gets 503 with `Retry-After` before its upload is read, so
+that no more than `workers + queue` uploads are ever held in memory; the upload's size (413 before
+the form is parsed); the audio's length (413). A refused client that announced its upload and
+waits for the go-ahead, as curl does, is answered before it sends it. A file that is not audio gets 400 with a one-line reason.
 The audio is decoded from memory (Starlette may spool a part over 1 MB to an anonymous temporary
 file first); nothing from a request reaches a shell or a file path. It binds to 127.0.0.1 unless
 told otherwise.
@@ -56,44 +57,61 @@ class _Gate:
             self.admitted -= 1
 
 
-class _BodyLimit:
-    """ASGI middleware: a request body over `max_bytes` gets 413 before the form is parsed. The
-    body is read here and handed on from memory; past `max_bytes` the rest is read and dropped, so
-    that the client, still sending, gets the 413 rather than a reset connection. A client that
-    announces a larger body and waits (`Expect: 100-continue`, as curl does) is answered at once."""
+class _Admission:
+    """ASGI middleware in front of `POST /transcribe`: admission and the upload's size, before the
+    form is parsed. At most `workers + queue` requests hold a body in memory; the next gets 503 at
+    once. A body over `max_bytes` gets 413. A refused client that announced its body and waits
+    (`Expect: 100-continue`, as curl does) is answered before it sends it; one that is still
+    sending has the rest read and dropped, so that it gets its answer rather than a reset."""
 
-    def __init__(self, app, max_bytes: int, message: str):
-        self.app, self.max_bytes, self.message = app, max_bytes, message
+    def __init__(self, app, gate: _Gate, max_bytes: int, too_large: str, busy: str):
+        self.app, self.gate, self.max_bytes, self.too_large, self.busy = app, gate, max_bytes, too_large, busy
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/transcribe":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         length = headers.get(b"content-length", b"")
-        announced_over = length.isdigit() and int(length) > self.max_bytes
-        if announced_over and headers.get(b"expect", b"").lower() == b"100-continue":
-            return await self._refuse(scope, receive, send)
+        waits = headers.get(b"expect", b"").lower() == b"100-continue"
+        admitted = self.gate.enter()
+        try:
+            if not admitted or (length.isdigit() and int(length) > self.max_bytes):
+                if waits or await self._read(receive, keep=False) is not None:
+                    await self._refuse(scope, receive, send, admitted)
+                return
+            messages = await self._read(receive, keep=True)
+            if messages is None:  # the client went away
+                return
+            if sum(len(m.get("body", b"")) for m in messages) > self.max_bytes:
+                return await self._refuse(scope, receive, send, admitted)
+            queued = iter(messages)
+
+            async def replay():
+                return next(queued, None) or await receive()
+
+            await self.app(scope, replay, send)
+        finally:
+            if admitted:
+                self.gate.leave()
+
+    async def _read(self, receive, keep: bool) -> list | None:
+        """The body's messages (kept up to just past `max_bytes`), or None when the client left."""
         messages, seen = [], 0
         while True:
             message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
+            if message["type"] != "http.request":
+                return None
             seen += len(message.get("body", b""))
-            if seen <= self.max_bytes:
+            if keep and seen <= self.max_bytes + len(message.get("body", b"")):
                 messages.append(message)
             if not message.get("more_body"):
-                break
-        if announced_over or seen > self.max_bytes:
-            return await self._refuse(scope, receive, send)
-        queued = iter(messages)
+                return messages
 
-        async def replay():
-            return next(queued, None) or await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope, receive, send):
-        response = JSONResponse({"error": self.message}, status_code=413, headers={"Connection": "close"})
+    async def _refuse(self, scope, receive, send, admitted: bool):
+        if admitted:
+            response = JSONResponse({"error": self.too_large}, status_code=413, headers={"Connection": "close"})
+        else:
+            response = JSONResponse({"error": self.busy}, status_code=503, headers={"Retry-After": "2"})
         await response(scope, receive, send)
 
 
@@ -116,37 +134,32 @@ def create_app(recognizer, decoder, limits: Limits = Limits()):
         return {"status": "ok", "admitted": gate.admitted, **asdict(limits)}
 
     @app.post("/transcribe")
-    async def transcribe(file: UploadFile = File(...)):
-        if not gate.enter():
-            return JSONResponse({"error": f"busy: {limits.workers} transcribing and {limits.queue} waiting; "
-                                          "try again shortly"}, status_code=503, headers={"Retry-After": "2"})
+    async def transcribe(file: UploadFile = File(...)):  # admitted by _Admission
+        data = await file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise HTTPException(413, too_large)
+        name = Path(file.filename or "upload").name  # shown in errors only
         try:
-            data = await file.read(max_bytes + 1)
-            if len(data) > max_bytes:
-                raise HTTPException(413, too_large)
-            name = Path(file.filename or "upload").name  # shown in errors only
-            try:
-                audio = load_audio_bytes(data, name, rate)
-            except AudioError as error:
-                raise HTTPException(400, str(error)) from None
-            seconds = len(audio) / rate
-            if seconds > limits.max_audio_seconds:
-                raise HTTPException(413, f"{name}: {seconds:.1f} s of audio, more than the "
-                                         f"{limits.max_audio_seconds:g} s this service takes")
-            async with gate.running:
-                result = await asyncio.to_thread(transcribe_audio, recognizer, audio, decoder, path=name)
-            body = {"text": result.text, "duration": round(seconds, 3),
-                    "segments": [asdict(s) for s in result.segments if s.text]}
-            return body
-        finally:
-            gate.leave()
+            audio = load_audio_bytes(data, name, rate)
+        except AudioError as error:
+            raise HTTPException(400, str(error)) from None
+        seconds = len(audio) / rate
+        if seconds > limits.max_audio_seconds:
+            raise HTTPException(413, f"{name}: {seconds:.1f} s of audio, more than the "
+                                     f"{limits.max_audio_seconds:g} s this service takes")
+        async with gate.running:
+            result = await asyncio.to_thread(transcribe_audio, recognizer, audio, decoder, path=name)
+        return {"text": result.text, "duration": round(seconds, 3),
+                "segments": [asdict(s) for s in result.segments if s.text]}
 
     @app.exception_handler(HTTPException)
     async def one_line(_, error: HTTPException):
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
 
+    busy = f"busy: {limits.workers} transcribing and {limits.queue} waiting; try again shortly"
     # the form's boundaries and headers on top of the file itself
-    app.add_middleware(_BodyLimit, max_bytes=max_bytes + 64 * 1024, message=too_large)
+    app.add_middleware(_Admission, gate=gate, max_bytes=max_bytes + 64 * 1024, too_large=too_large, busy=busy)
+    app.state.gate = gate
     return app
 
 

@@ -109,6 +109,34 @@ def test_a_chunked_body_past_the_limit_gets_a_413_not_a_reset(service):
     assert status == 413 and body["error"] == "upload larger than 1 MB"
 
 
+def test_a_busy_service_answers_503_before_it_reads_the_upload():
+    # the queue is full: a request must not get as far as holding its body in memory
+    from asr.serve import Limits
+
+    server, thread, url = start(Limits(max_upload_mb=1.0, workers=1, queue=0))
+    try:
+        gate = server.config.app.state.gate
+        gate.admitted = 1  # one transcription under way, no room to wait
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as conn:
+            conn.sendall(b"POST /transcribe HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                         b"Content-Length: 500000\r\nExpect: 100-continue\r\n\r\n")
+            reply = conn.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 503") and "retry-after: 2" in reply.lower()
+        status, body, _ = post(url, (SAMPLES / "cen6-fjlp-b.flac").read_bytes())  # sent whole: still a clean 503
+        assert status == 503 and body["error"].startswith("busy: 1 transcribing and 0 waiting")
+        assert gate.admitted == 1
+        gate.admitted = 0
+        assert post(url, (SAMPLES / "cen6-fjlp-b.flac").read_bytes())[0] == 200
+        for _ in range(100):  # the request leaves the gate just after its answer is sent
+            if gate.admitted == 0:
+                break
+            time.sleep(0.02)
+        assert gate.admitted == 0
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 def test_twenty_concurrent_uploads_get_a_transcript_or_a_clear_503(service):
     clips = sorted(FIXTURE.glob("*.flac")) + sorted(SAMPLES.glob("*.flac"))
     texts = dict(line.split(" ", 1) for line in (FIXTURE / "text").read_text().splitlines())
