@@ -10,10 +10,10 @@ Limits: `workers` transcriptions at a time and at most `queue` more waiting, cou
 moment a request arrives: past that it gets 503 with `Retry-After` before its upload is read, so
 that no more than `workers + queue` uploads are ever held in memory; the upload's size (413 before
 the form is parsed); the audio's length (413). A refused client that announced its upload and
-waits for the go-ahead, as curl does, is answered before it sends it. A file that is not audio gets 400 with a one-line reason.
-The audio is decoded from memory (Starlette may spool a part over 1 MB to an anonymous temporary
-file first); nothing from a request reaches a shell or a file path. It binds to 127.0.0.1 unless
-told otherwise.
+waits for the go-ahead, as curl does, is answered before it sends it. A file that is not audio
+gets 400 with a one-line reason. The audio is decoded from memory (Starlette may spool a part over
+1 MB to an anonymous temporary file first); nothing from a request reaches a shell or a file path.
+It binds to 127.0.0.1 unless told otherwise.
 """
 import asyncio
 import threading

@@ -16,9 +16,9 @@ model, frame for frame; its text is greedy decoding's, except where that early s
 word (1 word of 777 on AN4 test).
 
 A bidirectional model (or one whose features need the whole utterance: centred frames, or each
-utterance's own normalisation) needs the whole of a stretch of speech: silero-vad finds where speech stops,
-and each stretch is then decoded as a segment (`final`); `partial` re-decodes the open stretch
-every `partial_seconds`.
+utterance's own normalisation) needs the whole of a stretch of speech: silero-vad finds where
+speech stops, and each stretch is then decoded as a segment (`final`); `partial` re-decodes the
+open stretch every `partial_seconds`.
 """
 from __future__ import annotations
 
