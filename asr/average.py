@@ -11,6 +11,7 @@ from pathlib import Path
 
 from asr.errors import AsrError
 from asr.recognizer import read_checkpoint, save_atomic
+from asr.run_metrics import read_metrics
 
 EPOCH_FILE = re.compile(r"epoch-(\d+)\.pt$")
 
@@ -30,8 +31,6 @@ def epoch_files(out_dir: str | Path) -> dict[int, Path]:
 
 def dev_wers(out_dir: str | Path) -> dict[int, float]:
     """Dev WER by epoch, from the run's metrics.csv (the kept checkpoints are never opened to rank them)."""
-    from asr.train import read_metrics  # asr.train imports this module
-
     return {int(row["epoch"]): float(row["dev_wer"]) for row in read_metrics(Path(out_dir)) if row.get("dev_wer")}
 
 

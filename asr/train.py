@@ -1,9 +1,7 @@
 """train(cfg): the training loop, checkpoints, resume and logging."""
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import itertools
 import logging
 import random
@@ -40,14 +38,11 @@ from asr.metrics import normalize_text
 from asr.optim import AdamW, lr_factor, set_lr
 from asr.progress import progress_bar
 from asr.recognizer import BUILTIN_MODEL, Recognizer, load_recognizer, read_checkpoint
+from asr.run_metrics import read_metrics, trim_metrics, write_metrics
 from asr.shards import ShardStream, sample_rows, shard_audio, shard_index
 from asr.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
-
-METRICS = ["epoch", "step", "lr", "train_loss", "dev_loss", "dev_cer", "dev_wer", "epoch_seconds",
-           "audio_seconds_per_second", "data_wait", "skipped", "nonfinite", "infeasible"]
-
 
 def estimate_stats(features: FeatureConfig, utterances: Sequence[Utterance], max_utterances: int, seed: int,
                    progress: bool = True, cache=None, shards: bool = False):
@@ -357,7 +352,7 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
         start_out_dir(out_dir, cfg, resuming)
         if resume is not None:
             log.info("resuming from %s after epoch %d", cfg.train.resume, run.state.epoch)
-            _trim_metrics(out_dir, run.state.epoch)
+            trim_metrics(out_dir, run.state.epoch)
         log.info("model: %s, %.2f M parameters, %d process(es)", cfg.model.name,
                  recognizer.model.n_parameters() / 1e6, rank.world)
     return run
@@ -561,34 +556,8 @@ def _tensorboard(out_dir: Path):
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
-def read_metrics(out_dir: Path) -> list[dict]:
-    path = out_dir / "metrics.csv"
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _write_metrics(out_dir: Path, rows: list[dict]) -> None:
-    """Rewritten whole and atomically (a few hundred rows at most), so that a kill leaves a whole
-    file and a file from an older version gets today's columns."""
-    text = io.StringIO()
-    w = csv.DictWriter(text, fieldnames=METRICS, extrasaction="ignore")
-    w.writeheader()
-    w.writerows({k: row.get(k, "") for k in METRICS} for row in rows)
-    atomic_write_text(out_dir / "metrics.csv", text.getvalue())
-
-
-def _trim_metrics(out_dir: Path, epochs: int) -> None:
-    """Drop the metrics.csv rows of epochs after `epochs` (they run again after a resume)."""
-    rows = read_metrics(out_dir)
-    kept = [row for row in rows if int(row["epoch"]) <= epochs]
-    if len(kept) < len(rows):
-        _write_metrics(out_dir, kept)
-
-
 def _log_metrics(out_dir: Path, row: dict, writer) -> None:
-    _write_metrics(out_dir, [*read_metrics(out_dir), row])
+    write_metrics(out_dir, [*read_metrics(out_dir), row])
     if writer is not None:
         for key, value in row.items():
             if key not in ("epoch", "step") and isinstance(value, (int, float)):
