@@ -123,8 +123,14 @@ fi
 check epoch_wait 120 $bench --model compact --epoch "$data/train.jsonl" --cache --batch 32 --max-batch-seconds 320 \
   --workers 4 $tiny
 check bigru_32x4 60 $bench --model bigru --batch 32 --seconds 4 $many $tiny
+# Issue 12: what augment=robust costs the GPU recipe's training throughput, against none (target <= 5%).
+for aug in none robust robust; do
+  [ "${QUICK:-0}" = 1 ] && aug_args=("${recipe_args[@]}") || aug_args=(train.epochs=4 train.num_workers=4)
+  check "aug_$aug" 300 asr train experiment=an4_gpu data.train="$data/train.jsonl" data.dev=null \
+    train.test_best=false train.tensorboard=false augment=$aug out_dir="exp/aug_$aug" train.overwrite=true "${aug_args[@]}"
+done
 # Where a small model's step goes (kernel table), last: the figures above matter more.
 check bigru_profile 90 $bench --model bigru --batch 32 --seconds 4 --steps 3 --warmup 2 --profile $tiny
 
 echo "== figures" | tee -a "$log"
-grep -aoE "^(import|first training step|model|ours|bare|ratio|round|peak|epoch [0-9]+ of|recipe|sweep|[0-9]+ passed|[0-9]+ failed).*|WER [0-9.]+%  CER [0-9.]+%|^== .*exit.*" "$log" | tee "$out/figures.txt"
+grep -aoE "^(import|first training step|model|ours|bare|ratio|round|peak|epoch [0-9]+ of|recipe|sweep|[0-9]+ passed|[0-9]+ failed).*|WER [0-9.]+%  CER [0-9.]+%|epoch [0-9]+: .*audio_seconds_per_second [0-9.]+|^== .*exit.*" "$log" | tee "$out/figures.txt"
