@@ -68,7 +68,7 @@ class _Admission:
         self.app, self.gate, self.max_bytes, self.too_large, self.busy = app, gate, max_bytes, too_large, busy
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/transcribe":
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/transcribe"):
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         length = headers.get(b"content-length", b"")
