@@ -39,7 +39,7 @@ def coloured_noise(n_samples: int, exponent: float, generator: torch.Generator) 
     spectrum = spectrum / freqs.pow(exponent / 2)
     spectrum[0] = 0.0
     noise = torch.fft.irfft(spectrum, n=n_fft)[:n_samples]
-    return (noise / noise.pow(2).mean().sqrt().clamp(min=1e-12)).float()
+    return noise / noise.pow(2).mean().sqrt().clamp(min=1e-12)
 
 
 def add_noise(audio: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:

@@ -3,7 +3,8 @@
 DIR holds:
 - `model.onnx`: normalised features `feats (batch, frames, n_input)` and `n_frames (batch,)` ->
   `log_probs (batch, frames', n_tokens)` and `n_out (batch,)`, dynamic batch and length; with
-  `--int8` also `model.int8.onnx` (onnxruntime's dynamic int8 quantisation of the weights);
+  `--int8` also `model.int8.onnx` (onnxruntime's dynamic int8 quantisation of the matrix
+  products; the recurrent layers and convolutions stay in float);
 - `frontend.npz` + `config.json`: the feature front end as data (window, mel filterbank, DCT,
   normalisation statistics) for `asr.onnx_frontend`, which computes it with numpy alone; the
   model's dimensions, the tokens and the tokenizer's kind (`tokenizer.model` for subwords);
@@ -134,8 +135,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False, ops
     if saved_decoder.is_file():  # the LM decoder's settings, and copies of its LM and lexicon
         options = read_beam_options(saved_decoder)
         for key in ("lm", "lexicon"):
-            if getattr(options, key):
-                shutil.copy(getattr(options, key), out / Path(getattr(options, key)).name)
-                options = replace(options, **{key: str(out / Path(getattr(options, key)).name)})
+            source = getattr(options, key)
+            if source:
+                copy = out / Path(source).name
+                shutil.copy(source, copy)
+                options = replace(options, **{key: str(copy)})
         write_beam_options(options, out / "decoder.json")
     return out

@@ -218,15 +218,19 @@ class Lookahead(nn.Module):
     convolution over the future, Wang et al. 2016, as DeepSpeech2's unidirectional model), then
     hardtanh(0, 20): `(batch, frames, n)` -> the same shape."""
 
-    def __init__(self, n: int, context: int, activation: bool = True):
+    def __init__(self, n: int, context: int):
         super().__init__()
         self.context = context
-        self.activation = activation
         self.conv = nn.Conv1d(n, n, context, groups=n, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(nn.functional.pad(x.transpose(1, 2), (0, self.context - 1)))
-        return (nn.functional.hardtanh(x, 0, 20) if self.activation else x).transpose(1, 2)
+        """Zeros stand for the frames past the end."""
+        return self.mix(nn.functional.pad(x, (0, 0, 0, self.context - 1)))
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """`(batch, frames + context - 1, n)` -> `(batch, frames, n)`, without padding: every
+        output frame's future is in `x` (as a stream has it)."""
+        return nn.functional.hardtanh(self.conv(x.transpose(1, 2)), 0, 20).transpose(1, 2)
 
 
 class CTCModel(nn.Module):

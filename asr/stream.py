@@ -57,13 +57,12 @@ class Stream:
     def accept(self, samples) -> list[StreamEvent]:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         self.received += len(samples)
-        events = self._state.accept(samples)
-        for event in events:
-            event.audio_seconds = self.received / self.rate
-        return events
+        return self._stamped(self._state.accept(samples))
 
     def finish(self) -> list[StreamEvent]:
-        events = self._state.finish()
+        return self._stamped(self._state.finish())
+
+    def _stamped(self, events: list[StreamEvent]) -> list[StreamEvent]:
         for event in events:
             event.audio_seconds = self.received / self.rate
         return events
@@ -77,6 +76,9 @@ class _Incremental:
         f, m = recognizer.features, recognizer.model
         self.win, self.hop = f.win_samples, f.hop_samples
         self.sub = recognizer.dims.subsampling
+        geometry = m.front_end.time_geometry  # (kernel, stride, padding) of each convolution, in time
+        self.reach = sum((k // 2) * int(np.prod([g[1] for g in geometry[:i]]))
+                         for i, (k, _, _) in enumerate(geometry))  # input frames past a frame's centre
         self.samples = np.zeros(0, np.float32)  # audio not yet turned into feature frames
         self.feats = torch.zeros(0, recognizer.dims.n_input)  # normalised frames not yet consumed
         self.feats_offset = 0  # global index of self.feats[0]
@@ -90,7 +92,6 @@ class _Incremental:
         self.last = recognizer.tokenizer.blank
         self.n_final_words = 0
         self.origin = 0.0  # seconds of the open utterance's frame 0
-        self.n_out = 0  # output frames made
         self.blank_run = 0
 
     @torch.no_grad()
@@ -116,9 +117,7 @@ class _Incremental:
             ready = self.pending.shape[0] - self.context
             if ready <= 0:
                 return self._events(final)
-            window = self.pending[: ready + self.context]
-            out = model.lookahead.conv(window.T[None])[0].T  # no padding: exactly `ready` frames
-            out = torch.nn.functional.hardtanh(out, 0, 20)
+            out = model.lookahead.mix(self.pending[None, : ready + self.context])[0]  # exactly `ready` frames
             self.pending = self.pending[ready:] if not final else self.pending[:0]
         else:
             out, self.pending = self.pending, self.pending[:0]
@@ -132,9 +131,7 @@ class _Incremental:
         front = self.r.model.front_end
         total = self.feats_offset + self.feats.shape[0]
         n_all = int(front.output_lengths(torch.tensor([total]))[0]) if total else 0
-        reach = sum((k // 2) * int(np.prod([g[1] for g in front.time_geometry[:i]]))
-                    for i, (k, _, _) in enumerate(front.time_geometry))  # input frames past a frame's centre
-        n_ready = n_all if final else max(0, min(n_all, (total - 1 - reach) // self.sub + 1))
+        n_ready = n_all if final else max(0, min(n_all, (total - 1 - self.reach) // self.sub + 1))
         if n_ready <= self.n_conv_done:
             return torch.zeros(0, front.n_output)
         start = max(0, self.n_conv_done - 1)  # one frame of left context makes the rest exact
@@ -165,7 +162,6 @@ class _Incremental:
                     self.ids.append(second)
             self.last = token
             self.blank_run = self.blank_run + 1 if token == blank else 0
-            self.n_out += 1
 
     def _words(self) -> list[Word]:
         text = self.r.tokenizer.decode(self.ids)

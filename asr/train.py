@@ -44,6 +44,7 @@ from asr.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
 
+
 def estimate_stats(features: FeatureConfig, utterances: Sequence[Utterance], max_utterances: int, seed: int,
                    progress: bool = True, cache=None, shards: bool = False):
     """Per-bin mean and standard deviation of the features over (a sample of) the training set
