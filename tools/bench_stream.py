@@ -49,8 +49,8 @@ def main() -> None:
     for utt in read_manifest(args.manifest):
         audio = load_audio(utt.audio, rate)
         stream = recognizer.stream()
-        finals, out_at = [], []  # final texts; (word, when it was out)
-        for start in range(0, len(audio) + chunk, chunk):
+        finals, out_at = [], []  # final texts; when each final word was out
+        for start in range(0, len(audio) + chunk, chunk):  # the last piece is empty: finish()
             piece = audio[start:start + chunk]
             began = time.perf_counter()
             events = stream.accept(piece) if len(piece) else stream.finish()
@@ -60,13 +60,11 @@ def main() -> None:
                 if event.kind == "final":
                     finals.append(event.text)
                     latencies += [event.audio_seconds - w.end + spent for w in event.words]
-                    out_at += [(w.word, event.audio_seconds + spent) for w in event.words]
-        if len(audio) % chunk == 0:
-            finals += [e.text for e in stream.finish() if e.kind == "final"]
+                    out_at += [event.audio_seconds + spent for _ in event.words]
         if reference is not None and " ".join(finals).split() == utt.text.split():
             log_probs, n = reference.infer([torch.from_numpy(audio)])
             words = align_words(log_probs[0, : n[0]], utt.text, reference.tokenizer, frame_seconds(reference))
-            against_reference += [when - w.end for w, (_, when) in zip(words, out_at)]
+            against_reference += [when - w.end for w, when in zip(words, out_at)]
         audio_seconds += len(audio) / rate
         refs.append(utt.text)
         hyps.append(" ".join(finals))
