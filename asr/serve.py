@@ -79,10 +79,11 @@ class _Admission:
                 if waits or await self._read(receive, keep=False) is not None:
                     await self._refuse(scope, receive, send, admitted)
                 return
-            messages = await self._read(receive, keep=True)
-            if messages is None:  # the client went away
+            body = await self._read(receive, keep=True)
+            if body is None:  # the client went away
                 return
-            if sum(len(m.get("body", b"")) for m in messages) > self.max_bytes:
+            messages, size = body
+            if size > self.max_bytes:
                 return await self._refuse(scope, receive, send, admitted)
             queued = iter(messages)
 
@@ -94,18 +95,19 @@ class _Admission:
             if admitted:
                 self.gate.leave()
 
-    async def _read(self, receive, keep: bool) -> list | None:
-        """The body's messages (kept up to just past `max_bytes`), or None when the client left."""
-        messages, seen = [], 0
+    async def _read(self, receive, keep: bool) -> tuple[list, int] | None:
+        """The body to its end: its messages while it is within `max_bytes` (when `keep`; the rest
+        is dropped) and its size in bytes, or None when the client left."""
+        messages, size = [], 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 return None
-            seen += len(message.get("body", b""))
-            if keep and seen <= self.max_bytes + len(message.get("body", b"")):
+            size += len(message.get("body", b""))
+            if keep and size <= self.max_bytes:
                 messages.append(message)
             if not message.get("more_body"):
-                return messages
+                return messages, size
 
     async def _refuse(self, scope, receive, send, admitted: bool):
         if admitted:
