@@ -17,8 +17,8 @@ from asr.segment import DEFAULT_SEGMENTER
 log = logging.getLogger("asr")
 
 # Settings that only some decoders use: anything else given with them is refused, not ignored.
-DECODER_FLAGS = {"greedy": set(), "beam": {"beam_size", "lexicon", "word_score"},
-                 "lm": {"beam_size", "lexicon", "word_score", "lm", "lm_weight"}}
+DECODER_FLAGS = {"greedy": set(), "beam": {"beam_size", "lexicon", "word_score", "sil_score"},
+                 "lm": {"beam_size", "lexicon", "word_score", "sil_score", "lm", "lm_weight"}}
 
 
 def _prepare_an4(args) -> int:
@@ -92,7 +92,7 @@ def _load(args):
     from asr.errors import InputError
     from asr.recognizer import BUILTIN_MODEL, load_recognizer
 
-    given = {k: getattr(args, k) for k in ("lm", "lexicon", "beam_size", "lm_weight", "word_score")}
+    given = {k: getattr(args, k) for k in ("lm", "lexicon", "beam_size", "lm_weight", "word_score", "sil_score")}
     not_for = sorted(k for k, v in given.items() if v is not None and k not in DECODER_FLAGS[args.decoder])
     if not_for:
         flags = ", ".join("--" + k.replace("_", "-") for k in not_for)
@@ -280,11 +280,12 @@ def _tune(args) -> int:
 
     recognizer, decoder = _load(args)
     best, trials = tune_decoder(recognizer, read_manifest(args.manifest), decoder.options,
-                                args.lm_weights, args.word_scores)
+                                args.lm_weights, args.word_scores, args.sil_scores)
     out = Path(args.out) if args.out else (Path(args.model).parent if args.model else Path(".")) / "decoder.json"
     write_beam_options(best, out)
     top = min(trials, key=lambda t: (t["wer"], t["cer"]))
-    print(f"best on {args.manifest}: lm_weight {best.lm_weight}, word_score {best.word_score}: "
+    print(f"best on {args.manifest}: lm_weight {best.lm_weight}, word_score {best.word_score}, "
+          f"sil_score {best.sil_score}: "
           f"WER {top['wer']:.2f}% CER {top['cer']:.2f}%")
     print(f"written: {out}")
     return 0
@@ -322,6 +323,8 @@ def _add_model_flags(parser, decoders=("greedy", "beam", "lm")):
     parser.add_argument("--beam-size", type=_positive(int))
     parser.add_argument("--lm-weight", type=float)
     parser.add_argument("--word-score", type=float, help="word insertion bonus")
+    parser.add_argument("--sil-score", type=float,
+                        help="score added for every frame in which the word separator is emitted")
     parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=_positive(int), default=default_threads(),
                         help="CPU threads (default: half the cores, at most 4: %(default)s here)")
@@ -464,10 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--lexicon", help="also write a lexicon of the words here")
     build.set_defaults(run=_lm_build)
 
-    tune = commands.add_parser("tune-decoder", help="search LM weight and word score on a dev manifest")
+    tune = commands.add_parser("tune-decoder", help="search LM weight, word score and separator score on a dev manifest")
     tune.add_argument("--manifest", required=True, help="dev manifest")
     tune.add_argument("--lm-weights", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
     tune.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0])
+    tune.add_argument("--sil-scores", type=float, nargs="+", default=[-1.0, 0.0],
+                      help="word-separator scores (character models; a subword model keeps 0)")
     tune.add_argument("--out", help="where to write the best options (default: decoder.json beside the model)")
     _add_model_flags(tune, decoders=("lm",))
     tune.set_defaults(run=_tune)

@@ -57,12 +57,15 @@ class GreedyDecoder(Decoder):
 
 @dataclass(frozen=True)
 class BeamOptions:
-    """Beam search settings; `lm_weight` and `word_score` are what `tune_decoder` searches."""
+    """Beam search settings; `lm_weight`, `word_score` and `sil_score` are what `tune_decoder`
+    searches. `word_score` is added per word; `sil_score` (torchaudio's silence score) for every frame
+    in which the search emits the word separator, a word's closing separator and repeats included."""
 
     beam_size: int = 50
     beam_threshold: float = 25.0
     lm_weight: float = 0.5
     word_score: float = 0.0
+    sil_score: float = 0.0
     lm: str | None = None  # ARPA or KenLM binary file
     lexicon: str | None = None  # lexicon file; None: lexicon-free
 
@@ -103,6 +106,7 @@ class BeamDecoder(Decoder):
             beam_threshold=options.beam_threshold,
             lm_weight=options.lm_weight if options.lm else 0.0,
             word_score=options.word_score,
+            sil_score=options.sil_score,
             blank_token=BLANK,
             sil_token=WORD_SEPARATOR,
         )

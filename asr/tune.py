@@ -1,4 +1,4 @@
-"""Search the LM weight and word-insertion score of the LM decoder on a dev set."""
+"""Search the LM weight, word-insertion score and word-separator score of the LM decoder on a dev set."""
 from __future__ import annotations
 
 import itertools
@@ -13,6 +13,9 @@ from asr.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
 
+# the searched settings, and the lowest value each may take (None: no floor)
+FLOORS = {"lm_weight": 0.0, "word_score": None, "sil_score": None}
+
 
 def tune_decoder(
     recognizer: Recognizer,
@@ -20,6 +23,7 @@ def tune_decoder(
     base: BeamOptions,
     lm_weights: Sequence[float] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
     word_scores: Sequence[float] = (-1.0, 0.0, 1.0, 2.0),
+    sil_scores: Sequence[float] = (-1.0, 0.0),
     max_extensions: int = 6,
 ) -> tuple[BeamOptions, list[dict]]:
     """The options with the lowest WER (then CER) on `utterances`, and every trial's scores.
@@ -27,44 +31,53 @@ def tune_decoder(
     The acoustic model runs once and the LM is loaded once; each trial only re-runs the beam
     search. Where the best setting lies on an edge of the grid, the grid grows past that edge
     (by its outermost step) and the search goes on, up to `max_extensions` times: a best value on
-    the edge says only that the optimum lies beyond it. LM weights stay at 0 or above.
+    the edge says only that the optimum lies beyond it. LM weights stay at 0 or above. A subword
+    model never emits the word separator, so its `sil_score` stays `base.sil_score`.
     """
     cached = [(b.utterances, lp.float().cpu(), n.cpu()) for b, lp, n in forward_batches(recognizer, utterances)
               if lp is not None]
-    results: dict[tuple[float, float], dict] = {}
+    if getattr(recognizer.tokenizer, "kind", "char") != "char":
+        sil_scores = (base.sil_score,)
+    grids = {"lm_weight": sorted(set(lm_weights)), "word_score": sorted(set(word_scores)),
+             "sil_score": sorted(set(sil_scores))}
+    results: dict[tuple[float, ...], dict] = {}
 
-    def trial(lm_weight: float, word_score: float) -> dict:
-        key = (round(lm_weight, 6), round(word_score, 6))
+    def trial(point: tuple[float, ...]) -> dict:
+        key = tuple(round(v, 6) for v in point)
         if key not in results:
-            decoder = BeamDecoder(recognizer.tokenizer, replace(base, lm_weight=key[0], word_score=key[1]))
+            setting = dict(zip(grids, key))
+            decoder = BeamDecoder(recognizer.tokenizer, replace(base, **setting))
             decoded = DecodeResult()
             for utts, log_probs, n_frames in cached:
                 decoded.hypotheses.update({u.id: t for u, t in zip(utts, decoder.decode(log_probs, n_frames))})
             report = score(utterances, decoded)
-            results[key] = {"lm_weight": key[0], "word_score": key[1], "wer": report["wer"], "cer": report["cer"]}
-            log.info("lm_weight %.2f word_score %.2f: WER %.2f CER %.2f", *key, report["wer"], report["cer"])
+            results[key] = {**setting, "wer": report["wer"], "cer": report["cer"]}
+            log.info("%s: WER %.2f CER %.2f", _describe(setting), report["wer"], report["cer"])
         return results[key]
 
-    weights, scores = sorted(set(lm_weights)), sorted(set(word_scores))
     for extension in range(max_extensions + 1):
-        for lm_weight, word_score in itertools.product(weights, scores):
-            trial(lm_weight, word_score)
+        for point in itertools.product(*grids.values()):
+            trial(point)
         best = min(results.values(), key=lambda t: (t["wer"], t["cer"]))
-        on_edge = [_past_edge(scores, best["word_score"], None), _past_edge(weights, best["lm_weight"], 0.0)]
-        if not any(on_edge):
+        past = {name: _past_edge(grid, best[name], FLOORS[name]) for name, grid in grids.items()}
+        past = {name: point for name, point in past.items() if point is not None}
+        if not past:
             break
         if extension == max_extensions:
-            log.warning("the best setting is still on the grid's edge after %d extensions: lm_weight %s, word_score %s",
-                        max_extensions, best["lm_weight"], best["word_score"])
+            log.warning("the best setting is still on the grid's edge after %d extensions: %s",
+                        max_extensions, _describe(best))
             break
-        log.info("best on the grid's edge (lm_weight %s, word_score %s): searching past it",
-                 best["lm_weight"], best["word_score"])
-        for grid, point in zip((scores, weights), on_edge):
-            if point is not None:
-                grid.insert(0 if point < grid[0] else len(grid), point)
+        log.info("best on the grid's edge (%s): searching past it", _describe(best))
+        for name, point in past.items():
+            grid = grids[name]
+            grid.insert(0 if point < grid[0] else len(grid), point)
     trials = list(results.values())
     best = min(trials, key=lambda t: (t["wer"], t["cer"]))
-    return replace(base, lm_weight=best["lm_weight"], word_score=best["word_score"]), trials
+    return replace(base, **{name: best[name] for name in grids}), trials
+
+
+def _describe(setting: dict) -> str:
+    return ", ".join(f"{name} {setting[name]:g}" for name in FLOORS)
 
 
 def _past_edge(grid: list[float], best: float, floor: float | None) -> float | None:

@@ -13,7 +13,7 @@
 #         3 score EXP/best.pt with greedy decoding on dev and on each test set DATA has (EXP/<set>.json;
 #           a set scored after best.pt was written is skipped),
 #         4 word n-gram LM and lexicon of the training transcripts (EXP/lm/),
-#         5 tune LM weight and word score on dev (EXP/decoder.json),
+#         5 tune LM weight, word score and separator score on dev (EXP/decoder.json),
 #         6 score with the LM decoder on dev and each test set (EXP/<set>_lm.json).
 set -euo pipefail
 

@@ -71,6 +71,7 @@ def test_bad_flag_values_are_refused(argv, named, capsys):
 @pytest.mark.parametrize("argv, named", [
     (["--decoder", "greedy", "--lm-weight", "2"], "--lm-weight: not used by --decoder greedy"),
     (["--decoder", "greedy", "--beam-size", "5"], "--beam-size: not used by --decoder greedy"),
+    (["--decoder", "greedy", "--sil-score", "-1"], "--sil-score: not used by --decoder greedy"),
     (["--decoder", "beam", "--lm", "x.arpa"], "--lm: not used by --decoder beam"),
 ])
 def test_options_that_do_not_apply_to_the_decoder_are_refused(argv, named, capsys):
@@ -167,7 +168,8 @@ def test_kenlm_is_loaded_once_and_its_banner_never_reaches_the_user(capfd):
 
 def test_the_tuning_grid_grows_past_its_edges(monkeypatch):
     """Both tuned word scores once sat at the grid's maximum of 2.0. Here each point of word score
-    brings one more word, until all six come at a word score of 4: a grid of -1..2 must grow to find it."""
+    brings one more word, until all six come at a word score of 4: a grid of -1..2 must grow to find it.
+    The same holds for the separator score."""
     import asr.tune
     from asr.decoding import BeamOptions
     from asr.tune import tune_decoder
@@ -194,6 +196,18 @@ def test_the_tuning_grid_grows_past_its_edges(monkeypatch):
                                 word_scores=(-1.0, 0.0, 1.0, 2.0))
     assert best.word_score == 4.0
     assert {t["word_score"] for t in trials} >= {3.0, 4.0, 5.0}
+
+    # the separator score is searched too: here each point below 0 brings one more word, up to six at -3
+    FakeDecoder.decode = lambda self, lp, n: [" ".join("ABCDEF"[:int(min(6, 3 - self.options.sil_score))])]
+    best, trials = tune_decoder(FakeRecognizer(), [utt], BeamOptions(lm="x"), lm_weights=(0.5, 1.0),
+                                word_scores=(0.0, 1.0), sil_scores=(-1.0, 0.0))
+    assert best.sil_score == -3.0
+    assert {t["sil_score"] for t in trials} >= {-3.0, -2.0, -1.0, 0.0}
+    # a subword model never emits the separator: its score is not searched
+    FakeRecognizer.tokenizer = type("Pieces", (), {"kind": "bpe"})()
+    best, trials = tune_decoder(FakeRecognizer(), [utt], BeamOptions(lm="x", sil_score=0.5), lm_weights=(0.5, 1.0),
+                                word_scores=(0.0, 1.0), sil_scores=(-1.0, 0.0))
+    assert best.sil_score == 0.5 and {t["sil_score"] for t in trials} == {0.5}
 
 
 def fixture_manifest(tmp_path) -> Path:

@@ -85,3 +85,18 @@ def test_lexicon_search_keeps_the_last_word(tmp_path):
     decoder = BeamDecoder(tokenizer, BeamOptions(lexicon=str(lexicon)))
     assert decoder.decode(log_probs.log_softmax(-1), torch.tensor([len(frames)])) == ["AB B"]
     assert BeamDecoder(tokenizer, BeamOptions()).decode(log_probs.log_softmax(-1), torch.tensor([7])) == ["AB B"]
+
+
+def test_the_separator_score_is_added_where_the_separator_is_emitted():
+    """Frame 2 says separator 0.6, blank 0.4. By hand: 'A B' scores log 0.6 = -0.51 and 'AB'
+    log 0.4 = -0.92, so 'A B' wins; a separator score of -1 makes 'A B' -1.51 and 'AB' wins."""
+    from asr.decoding import BeamDecoder, BeamOptions
+
+    tokenizer = CharTokenizer([BLANK, " ", "A", "B"])
+    probs = torch.full((1, 3, 4), 1e-6)
+    probs[0, 0, 2] = probs[0, 2, 3] = 1.0
+    probs[0, 1, 1], probs[0, 1, 0] = 0.6, 0.4
+    log_probs, n_frames = probs.log(), torch.tensor([3])
+    assert BeamDecoder(tokenizer, BeamOptions(sil_score=0.0)).decode(log_probs, n_frames) == ["A B"]
+    assert BeamDecoder(tokenizer, BeamOptions(sil_score=-0.3)).decode(log_probs, n_frames) == ["A B"]
+    assert BeamDecoder(tokenizer, BeamOptions(sil_score=-1.0)).decode(log_probs, n_frames) == ["AB"]
