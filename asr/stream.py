@@ -211,14 +211,16 @@ class _Segments:
     """A bidirectional model: stretches of speech from silero-vad, each decoded whole."""
 
     def __init__(self, recognizer, decoder, partial_seconds: float, max_segment_seconds: float):
-        from silero_vad import VADIterator, load_silero_vad
+        from silero_vad import VADIterator
+
+        from asr.segment import new_silero_model
 
         self.r = recognizer
         self.decoder = decoder or GreedyDecoder(recognizer.tokenizer)
         self.rate = recognizer.features.sample_rate
         # a model of its own (45 ms to load): it carries state between windows, and two streams
         # fed turn about must not mix theirs
-        self.vad = VADIterator(load_silero_vad(), sampling_rate=16000, min_silence_duration_ms=300, speech_pad_ms=100)
+        self.vad = VADIterator(new_silero_model(), sampling_rate=16000, min_silence_duration_ms=300, speech_pad_ms=100)
         self.partial_samples = int(partial_seconds * self.rate)
         self.max_samples = int(max_segment_seconds * self.rate)
         self.audio = np.zeros(0, np.float32)  # since `offset`
