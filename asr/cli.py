@@ -46,13 +46,16 @@ def _prepare_corpus(args) -> int:
     return 0  # each preparer logs what it wrote
 
 
-def _prepare_kaldi(args) -> int:
+def _prepare_manifest(args) -> int:
+    """A Kaldi data directory, or a folder of recordings with their transcripts: one manifest."""
+    from asr.corpora.folder import prepare_folder
     from asr.corpora.kaldi import prepare_kaldi
     from asr.manifest import write_manifest
 
-    utts = prepare_kaldi(args.src, args.audio_root)
+    utts = prepare_kaldi(args.src, args.audio_root) if args.corpus == "kaldi" else prepare_folder(args.src)
     write_manifest(utts, args.out)
-    print(f"{args.out}: {len(utts)} utterances, {sum(u.duration for u in utts) / 3600:.2f} h")
+    seconds = sum(u.duration for u in utts)
+    print(f"{args.out}: {len(utts)} utterances, " + (f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds:.1f} s"))
     return 0
 
 
@@ -376,7 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     kaldi.add_argument("--src", required=True, help="the data directory")
     kaldi.add_argument("--out", required=True, help="the manifest to write (.jsonl)")
     kaldi.add_argument("--audio-root", default=".", help="folder that relative wav.scp paths start from (default: .)")
-    kaldi.set_defaults(run=_prepare_kaldi)
+    kaldi.set_defaults(run=_prepare_manifest)
+    folder = corpora.add_parser("folder", help="a folder of recordings, each with its transcript beside it "
+                                               "(talk.wav and talk.txt)")
+    folder.add_argument("--src", required=True, help="the folder (searched recursively)")
+    folder.add_argument("--out", required=True, help="the manifest to write (.jsonl)")
+    folder.set_defaults(run=_prepare_manifest)
 
     shard = commands.add_parser("shard", help="pack a manifest's audio into tar shards (train with data.train=OUT)")
     shard.add_argument("--manifest", required=True, help="JSON-lines manifest")

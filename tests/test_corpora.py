@@ -199,3 +199,66 @@ def test_preparing_refuses_a_duplicate_utterance_id(tmp_path):
     with pytest.raises(ManifestError, match="corpus X: utterance id 'u1' is used twice"):
         check_candidates([Candidate("u1", audio, "A"), Candidate("u2", audio, "B"), Candidate("u1", audio, "C")],
                          "corpus X")
+
+
+def test_a_folder_of_recordings_with_their_transcripts(tmp_path, an4_fixture, capsys):
+    """The six AN4 clips as a user keeps them (a speaker per folder, `x.flac` beside `x.txt`):
+    `asr prepare folder` gives the manifest written by hand below, and `asr evaluate` on it the
+    same report as on that hand-written one."""
+    import shutil
+
+    import soundfile as sf
+
+    from asr.manifest import Utterance, write_manifest
+
+    folder, expected = tmp_path / "mine", []
+    for n, (utt_id, flac, text) in enumerate(an4_fixture):
+        speaker = f"spk{n % 2}"
+        (folder / speaker).mkdir(parents=True, exist_ok=True)
+        shutil.copy(flac, folder / speaker / f"{utt_id}.flac")
+        (folder / speaker / f"{utt_id}.txt").write_text(text.lower() + "\n", encoding="utf-8")
+        expected.append(Utterance(f"{speaker}/{utt_id}", str((folder / speaker / f"{utt_id}.flac").resolve()),
+                                  round(sf.info(str(flac)).duration, 4), text.lower(), speaker))
+    out = tmp_path / "mine.jsonl"
+    assert main(["prepare", "folder", "--src", str(folder), "--out", str(out)]) == 0
+    assert sorted(read_manifest(out), key=lambda u: u.id) == sorted(expected, key=lambda u: u.id)
+    by_hand = write_manifest(expected, tmp_path / "by_hand.jsonl")
+    reports = []
+    for manifest in (out, by_hand):
+        report = tmp_path / f"{manifest.stem}.json"
+        assert main(["evaluate", "--manifest", str(manifest), "--report", str(report)]) == 0
+        body = json.loads(report.read_text())
+        body["hypotheses"] = sorted(body["hypotheses"], key=lambda h: h["id"])
+        reports.append({k: v for k, v in body.items() if k not in ("manifest", "model")})
+    assert reports[0] == reports[1] and reports[0]["utterances"] == 6
+
+
+def test_a_folder_names_what_it_left_out_and_refuses_what_is_ambiguous(tmp_path, caplog):
+    from asr.corpora.folder import prepare_folder
+    from asr.errors import InputError
+
+    write_tone(tmp_path / "a.wav")
+    (tmp_path / "a.txt").write_text("\ufeffHELLO\r\nTHERE\r\n", encoding="utf-8")  # BOM, CRLF, two lines
+    write_tone(tmp_path / "no_text.wav")
+    write_tone(tmp_path / "empty.wav")
+    (tmp_path / "empty.txt").write_text("  \n")
+    write_corrupt(tmp_path / "broken.wav")
+    (tmp_path / "broken.txt").write_text("WORDS")
+    (tmp_path / "notes.txt").write_text("not a transcript of anything")
+    with caplog.at_level(logging.WARNING):
+        utts = prepare_folder(tmp_path)
+    assert [(u.id, u.text, u.speaker) for u in utts] == [("a", "HELLO THERE", "")]
+    warnings = caplog.text
+    assert "1 utterance(s) with no transcript line: no_text" in warnings
+    assert "1 utterance(s) with empty text: empty" in warnings
+    assert "broken" in warnings
+    write_tone(tmp_path / "a.flac")
+    with pytest.raises(InputError, match=r"a\.wav: a\.flac has the same name, and a\.txt can transcribe only one"):
+        prepare_folder(tmp_path)
+    (tmp_path / "a.flac").unlink()
+    (tmp_path / "a.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(InputError, match=r"a\.txt: not UTF-8 text"):
+        prepare_folder(tmp_path)
+    (tmp_path / "silent").mkdir()
+    with pytest.raises(InputError, match="no audio files below it"):
+        prepare_folder(tmp_path / "silent")
