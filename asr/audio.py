@@ -21,6 +21,11 @@ AUDIO_EXTENSIONS = frozenset(
 )
 
 
+def find_audio(folder: str | Path) -> list[Path]:
+    """The audio files below `folder`, recursively, sorted (by their extension: `AUDIO_EXTENSIONS`)."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
 class AudioError(AsrError):
     """An audio file could not be used; the message names the file and the reason."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torchaudio.functional as AF
 
-from asr.audio import AUDIO_EXTENSIONS, audio_info, load_audio
+from asr.audio import audio_info, find_audio, load_audio
 
 
 def power(audio: torch.Tensor) -> torch.Tensor:
@@ -125,7 +125,7 @@ def audio_files(folder: str) -> tuple[str, ...]:
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"{folder}: not a folder of audio files (augment.noise_dirs / augment.rir_dirs)")
-    files = tuple(sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS))
+    files = tuple(str(p) for p in find_audio(root))
     if not files:
         raise ValueError(f"{folder}: no audio files in it (augment.noise_dirs / augment.rir_dirs)")
     return files

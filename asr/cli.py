@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from asr.corpora.an4 import AN4_URL
-from asr.segment import DEFAULT_SEGMENTER
+from asr.segment import DEFAULT_SEGMENTER, SEGMENTERS
 
 log = logging.getLogger("asr")
 
@@ -95,7 +95,7 @@ def _load(args):
     from asr.errors import InputError
     from asr.recognizer import BUILTIN_MODEL, load_recognizer
 
-    given = {k: getattr(args, k) for k in ("lm", "lexicon", "beam_size", "lm_weight", "word_score", "sil_score")}
+    given = {k: getattr(args, k) for k in sorted(DECODER_FLAGS["lm"])}  # "lm" takes every decoder setting
     not_for = sorted(k for k, v in given.items() if v is not None and k not in DECODER_FLAGS[args.decoder])
     if not_for:
         flags = ", ".join("--" + k.replace("_", "-") for k in not_for)
@@ -423,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                             help="onnx: --model is a folder made by asr export --format onnx, run by onnxruntime")
     transcribe.add_argument("--int8", action="store_true", help="with --backend onnx: the int8-quantised model")
-    transcribe.add_argument("--segmenter", choices=["vad", "energy"], default=DEFAULT_SEGMENTER,
+    transcribe.add_argument("--segmenter", choices=sorted(SEGMENTERS), default=DEFAULT_SEGMENTER,
                             help="how long recordings find their pauses: a voice-activity detector (silero-vad), "
                                  "or block energy above the recording's floor (default: %(default)s)")
     _add_model_flags(transcribe)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from asr.alignment import Word, align_words
-from asr.audio import AUDIO_EXTENSIONS, AudioError, audio_info, load_audio
+from asr.audio import AudioError, audio_info, find_audio, load_audio
 from asr.decoding import Decoder, GreedyDecoder
 from asr.progress import progress_bar
 from asr.recognizer import Recognizer
@@ -60,7 +60,7 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
             continue
         path = Path(text)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            found += find_audio(path)
         else:
             found.append(path)
     return found

@@ -36,7 +36,7 @@ def tune_decoder(
     """
     cached = [(b.utterances, lp.float().cpu(), n.cpu()) for b, lp, n in forward_batches(recognizer, utterances)
               if lp is not None]
-    if getattr(recognizer.tokenizer, "kind", "char") != "char":
+    if recognizer.tokenizer.kind != "char":
         sil_scores = (base.sil_score,)
     grids = {"lm_weight": sorted(set(lm_weights)), "word_score": sorted(set(word_scores)),
              "sil_score": sorted(set(sil_scores))}

@@ -188,7 +188,7 @@ def test_the_tuning_grid_grows_past_its_edges(monkeypatch):
             return [" ".join("ABCDEF"[:n_words])]
 
     class FakeRecognizer:
-        tokenizer = None
+        tokenizer = type("Characters", (), {"kind": "char"})()
 
     monkeypatch.setattr(asr.tune, "forward_batches", lambda rec, utts: [(Batch, torch.zeros(1, 1, 2), torch.ones(1))])
     monkeypatch.setattr(asr.tune, "BeamDecoder", FakeDecoder)

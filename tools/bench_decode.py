@@ -26,6 +26,7 @@ from asr.decoding import make_decoder, read_beam_options
 from asr.evaluate import decode_utterances, score
 from asr.manifest import read_manifest
 from asr.recognizer import BUILTIN_MODEL, load_recognizer
+from asr.segment import DEFAULT_SEGMENTER, SEGMENTERS
 
 
 def one_hour_file(utterances, path: Path, seconds: float = 3600.0, rate: int = 16000) -> Path:
@@ -47,8 +48,8 @@ def main() -> None:
     parser.add_argument("--model", default=str(BUILTIN_MODEL))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--hour", action=argparse.BooleanOptionalAction, default=True, help="run the one-hour test")
-    parser.add_argument("--segmenter", choices=["vad", "energy"], default="vad",
-                        help="how asr transcribe cuts the one-hour file (its default: vad)")
+    parser.add_argument("--segmenter", choices=sorted(SEGMENTERS), default=DEFAULT_SEGMENTER,
+                        help="how asr transcribe cuts the one-hour file (default: asr transcribe's, %(default)s)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     utterances = read_manifest(args.manifest)

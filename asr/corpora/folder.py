@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asr.audio import AUDIO_EXTENSIONS
+from asr.audio import AUDIO_EXTENSIONS, find_audio
 from asr.errors import InputError, MissingFileError
 from asr.manifest import Candidate, Utterance, check_candidates
 
@@ -24,7 +24,7 @@ def prepare_folder(src: str | Path) -> list[Utterance]:
     root = Path(src)
     if not root.is_dir():
         raise MissingFileError(f"{root}: no such folder")
-    recordings = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    recordings = find_audio(root)
     if not recordings:
         raise InputError(f"{root}: no audio files below it ({', '.join(sorted(AUDIO_EXTENSIONS))})")
     candidates, seen = [], {}
