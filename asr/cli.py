@@ -224,7 +224,7 @@ def _transcribe(args) -> int:
     formats = list(FORMATS) if args.format == "all" else [args.format] if args.format else []
     inputs = expand_inputs(args.paths)  # folders searched and globs expanded once
     if formats:
-        check_output_names(inputs)  # before any decoding
+        check_output_names(inputs, formats, args.output_dir or ".", args.overwrite)  # before any decoding
     recognizer, decoder = _load(args)
     n_failed = n_done = 0
     results = transcribe_files(recognizer, inputs, decoder, args.batch_size, args.max_segment_seconds,
@@ -414,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--format", choices=["txt", "json", "srt", "vtt", "tsv", "all"],
                             help="also write one file per input in this format")
     transcribe.add_argument("--output-dir", help="where --format files go (default: .)")
+    transcribe.add_argument("--overwrite", action="store_true",
+                            help="replace --format files that already exist (default: refuse, before decoding)")
     transcribe.add_argument("--batch-size", type=_positive(int), default=8)
     transcribe.add_argument("--max-segment-seconds", type=_positive(float), default=20.0,
                             help="long recordings are split at pauses into segments no longer than this")

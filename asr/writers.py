@@ -39,9 +39,12 @@ def render(transcript, fmt: str) -> str:
     raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)} or all")
 
 
-def check_output_names(paths: list[Path]) -> None:
+def check_output_names(paths: list[Path], formats: list[str], output_dir: str | Path,
+                       overwrite: bool = False) -> None:
     """Outputs are named by each input's stem: two inputs with one stem (`a/x.wav`, `b/x.flac`)
-    would overwrite each other's files, so they are refused, before any decoding."""
+    would overwrite each other's files, and an output that is already there may be a file the user
+    wrote (a reference transcript `talk.txt` beside `talk.wav`). Both are refused, before any
+    decoding; `overwrite` lets existing files be replaced."""
     first: dict[str, Path] = {}
     for path in paths:
         stem = Path(path).stem
@@ -49,6 +52,12 @@ def check_output_names(paths: list[Path]) -> None:
             raise InputError(f"{first[stem]} and {path} would both write {stem}.*: transcribe them in separate "
                              "runs with different --output-dir, or rename one")
         first.setdefault(stem, path)
+        if not overwrite:
+            for fmt in formats:
+                target = Path(output_dir) / f"{stem}.{fmt}"
+                if target.exists():
+                    raise InputError(f"{target} exists (the output for {path}): pass --overwrite to replace it, "
+                                     "or choose another --output-dir")
 
 
 def write_outputs(transcript, formats: list[str], output_dir: str | Path) -> list[Path]:

@@ -141,6 +141,22 @@ def test_transcribe_refuses_two_inputs_that_would_write_one_file_before_decoding
     assert not out.exists()
 
 
+def test_transcribe_never_overwrites_a_file_it_did_not_ask_to(tmp_path, capsys):
+    """`asr transcribe talk.wav --format txt` in a folder of recordings with their reference
+    transcripts (talk.wav + talk.txt, the layout `asr prepare folder` reads) replaced the reference."""
+    audio = tmp_path / "talk.flac"
+    audio.write_bytes((SAMPLES / "an406-fcaw-b.flac").read_bytes())
+    reference = tmp_path / "talk.txt"
+    reference.write_text("RUBOUT G M E F THREE NINE\n")
+    args = ["transcribe", str(audio), "--format", "txt", "--output-dir", str(tmp_path)]
+    assert main(args) == 2
+    err = one_line_error(capsys)
+    assert str(reference) in err and "--overwrite" in err
+    assert reference.read_text() == "RUBOUT G M E F THREE NINE\n"
+    assert main([*args, "--overwrite"]) == 0
+    assert reference.read_text() != "RUBOUT G M E F THREE NINE\n"  # the model's text now, as asked
+
+
 def test_a_lexicon_word_the_model_cannot_spell_is_named(tmp_path):
     from asr.decoding import BeamDecoder, BeamOptions
     from asr.errors import InputError

@@ -130,6 +130,34 @@ def test_a_streaming_model_starts_from_a_bidirectional_models_forward_direction(
     assert torch.equal(dst["front_end.blocks.0.0.weight"], src["front_end.blocks.0.0.weight"])
 
 
+@pytest.mark.parametrize("rnn_type,bidirectional", [("gru", False), ("lstm", False), ("gru", True)])
+def test_a_wider_model_starts_out_computing_what_the_narrower_checkpoint_computes(rnn_type, bidirectional):
+    # The reference: the same checkpoint started at its own width (the plain copy of the test above),
+    # whose outputs the wider model must reproduce before any training; the new units then learn.
+    from asr.train import init_weights
+
+    torch.manual_seed(4)
+    tokenizer = CharTokenizer([BLANK, " ", "A", "B", "C"])
+    features = FeatureConfig(kind="fbank", n_mels=20)
+    common = dict(n_input=20, n_tokens=5, conv_channels=(4, 4), n_layers=3, rnn_type=rnn_type)
+    bi = Recognizer(features, ModelDims(**common, hidden=8), tokenizer, torch.zeros(20), torch.ones(20))
+    narrow, wide = (Recognizer(features, ModelDims(**common, hidden=h, bidirectional=bidirectional), tokenizer,
+                               torch.zeros(20), torch.ones(20)) for h in (8, 13))
+    assert init_weights(narrow, bi.checkpoint())[1] == 0
+    assert init_weights(wide, bi.checkpoint())[1] == 0
+    x, lengths = torch.randn(2, 9000), torch.tensor([9000, 6000])
+    for r in (narrow, wide, bi):
+        r.eval()
+    with torch.no_grad():
+        expected, n_expected = narrow(x, lengths)
+        got, n_got = wide(x, lengths)
+    assert torch.equal(n_got, n_expected)
+    assert torch.allclose(got, expected, atol=1e-5)
+    # the new units are not dead: their rows kept a fresh initialisation, and reading them is allowed
+    w = wide.model.state_dict()["layers.1.rnn.weight_hh_l0"]
+    assert w[8:13].abs().sum() > 0 and w[:8, 8:].abs().sum() == 0
+
+
 def test_two_bidirectional_streams_at_once_do_not_share_the_vad_state():
     # silero-vad's model carries state from window to window: two streams fed turn about must find
     # what each finds alone
