@@ -29,6 +29,7 @@ from asr.data import (
     collate,
 )
 from asr.devices import pick_device, to_device
+from asr.distill import Teacher
 from asr.distributed import Rank, barrier, check_replicas, init_distributed, shutdown
 from asr.errors import AsrError
 from asr.evaluate import ctc_loss, decode_utterances, evaluate, format_report, score
@@ -175,17 +176,23 @@ class EpochCounts:
     n_infeasible: int = 0  # utterances whose target is longer than the model's output can hold
 
 
-def batch_loss(model, batch: Batch, device: torch.device, autocast) -> torch.Tensor:
-    """Summed CTC loss of `batch` (`model` is the recogniser, or its DistributedDataParallel wrapper).
+def batch_loss(model, batch: Batch, device: torch.device, autocast, teacher: Teacher | None = None) -> torch.Tensor:
+    """Summed CTC loss of `batch` (`model` is the recogniser, or its DistributedDataParallel wrapper),
+    plus the teacher's distillation term where there is one.
 
     Lengths stay on the host and the rest is copied without blocking, so queuing the step never
     waits for the GPU (the CUDA CTC loss itself still syncs once, as any PyTorch CTC loss does).
     """
     recognizer = getattr(model, "module", model)
+    waveforms = to_device(batch.waveforms, device)
     with autocast:
-        log_probs, _ = model(to_device(batch.waveforms, device), batch.n_samples)
+        log_probs, _ = model(waveforms, batch.n_samples)
     n_frames = recognizer.output_lengths(batch.n_samples)
-    return ctc_loss(log_probs.float(), n_frames, to_device(batch.targets, device), batch.n_targets)
+    loss = ctc_loss(log_probs.float(), n_frames, to_device(batch.targets, device), batch.n_targets)
+    if teacher is None:
+        return loss
+    with autocast:
+        return loss + teacher.loss(log_probs, waveforms, batch.n_samples, n_frames)
 
 
 def n_infeasible(targets: torch.Tensor, n_targets: torch.Tensor, n_frames: torch.Tensor) -> int:
@@ -257,6 +264,7 @@ class Run:
     sample_rate: int
     cache: dict | None
     augment: AugmentConfig | None
+    teacher: Teacher | None  # train.distill_from
     total_steps: int  # of the whole run, in this run's steps (an epoch's batches: a sort of the corpus)
 
     @property
@@ -293,7 +301,7 @@ def train(cfg: DictConfig) -> Path:
     writer = _tensorboard(run.out_dir) if rank.is_main and cfg.train.tensorboard else None
     step_fn = partial(train_step, model=run.model, optimizer=run.optimizer, scaler=run.scaler, device=device,
                       autocast=_autocast(device, cfg.train.precision), grad_clip=cfg.train.grad_clip,
-                      distributed=rank.distributed)
+                      distributed=rank.distributed, teacher=run.teacher)
     for epoch in range(run.state.epoch, cfg.train.epochs):
         seed_everything(cfg.seed, epoch, rank.rank)
         run.recognizer.train()
@@ -357,6 +365,10 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
         if rank.is_main:
             log.info("weights from %s: %d tensors, %d left as initialised", source, copied, left)
     recognizer = recognizer.to(device)
+    teacher = None
+    if cfg.train.distill_from:
+        teacher = Teacher.load(cfg.train.distill_from, cfg.train.distill_weight, cfg.train.distill_shift, device)
+        teacher.check(recognizer)
     # No device_ids: DDP would then copy every input to the GPU, and the lengths must stay on the host.
     model = DistributedDataParallel(recognizer) if rank.distributed else recognizer
     o = cfg.optim
@@ -374,7 +386,7 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
                                      cfg.train.max_batch, True, cfg.seed, rank.rank, rank.world)
         steps = len(sampler)
     run = Run(cfg, rank, device, recognizer, model, optimizer, scaler, sampler, TrainingState(), train_utts, dev_utts,
-              test_utts, sample_rate, cache, augment, total_steps=cfg.train.epochs * steps)
+              test_utts, sample_rate, cache, augment, teacher, total_steps=cfg.train.epochs * steps)
     if resume is not None:
         resume_from(run, resume)
     if rank.is_main:
@@ -442,7 +454,7 @@ def end_epoch(run: Run, row: dict, writer) -> None:
 
 
 def train_step(batch: Batch, lr: float, *, model, optimizer, scaler, device, autocast, grad_clip: float,
-               distributed: bool) -> torch.Tensor | None:
+               distributed: bool, teacher: Teacher | None = None) -> torch.Tensor | None:
     """Forward, backward and an update; the summed loss, or None where no update was made: the
     batch was empty (in one process), or its loss or gradient was not finite.
 
@@ -452,11 +464,11 @@ def train_step(batch: Batch, lr: float, *, model, optimizer, scaler, device, aut
     recognizer = getattr(model, "module", model)
     optimizer.zero_grad(set_to_none=True)
     if batch.utterances:
-        loss = batch_loss(model, batch, device, autocast)
+        loss = batch_loss(model, batch, device, autocast, teacher)
         scaler.scale(loss / len(batch.utterances)).backward()
     elif distributed:
         loss = None
-        (batch_loss(model, placeholder_batch(recognizer), device, autocast) * 0.0).backward()
+        (batch_loss(model, placeholder_batch(recognizer), device, autocast, teacher) * 0.0).backward()
     else:
         return None
     set_lr(optimizer, lr)

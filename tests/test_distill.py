@@ -1,0 +1,76 @@
+"""Frame-level distillation from a teacher checkpoint (train.distill_from)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_train import overrides, tiny_corpus
+
+from asr.config import ConfigError, compose_config
+from asr.distill import DistillError, frame_kl
+from asr.manifest import Utterance, read_manifest, write_manifest
+from asr.recognizer import load_recognizer, read_checkpoint
+from asr.train import train
+
+
+def test_frame_kl_worked_by_hand():
+    # teacher (1/2, 1/2), student (1/4, 3/4): 1/2 ln(2) + 1/2 ln(2/3) = 1/2 ln(4/3), on the one valid frame
+    teacher = torch.tensor([[[0.5, 0.5], [0.9, 0.1]]]).log()
+    student = torch.tensor([[[0.25, 0.75], [0.1, 0.9]]]).log()
+    assert frame_kl(student, teacher, torch.tensor([1])).item() == pytest.approx(0.5 * math.log(4 / 3), rel=1e-6)
+    # delayed by one frame, student frame 1 learns teacher frame 0: 1/2 ln(1/0.2) + 1/2 ln(1/1.8)
+    assert frame_kl(student, teacher, torch.tensor([2]), shift=1).item() == pytest.approx(
+        0.5 * math.log(5) + 0.5 * math.log(1 / 1.8), rel=1e-6)
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+def test_frame_kl_sums_torchs_kl_div_over_the_valid_frames(shift):
+    torch.manual_seed(0)
+    student = torch.randn(3, 7, 5).log_softmax(-1)
+    teacher = torch.randn(3, 7, 5).log_softmax(-1)
+    n_frames = torch.tensor([7, 4, 1])
+    expected = sum(F.kl_div(student[b, t], teacher[b, t - shift], log_target=True, reduction="sum")
+                   for b in range(3) for t in range(shift, int(n_frames[b])))
+    assert frame_kl(student, teacher, n_frames, shift).item() == pytest.approx(float(expected), rel=1e-5)
+
+
+def mean_kl(student_ckpt, teacher_ckpt, manifest) -> float:
+    """The student's mean per-frame KL from the teacher on every utterance, in eval mode."""
+    from asr.audio import load_audio
+
+    student, teacher = load_recognizer(student_ckpt), load_recognizer(teacher_ckpt)
+    waves = [torch.from_numpy(load_audio(u.audio, 16000)) for u in read_manifest(manifest)]
+    s, n_frames = student.infer(waves)
+    t, _ = teacher.infer(waves)
+    return float(frame_kl(s, t, n_frames) / n_frames.sum())
+
+
+def test_a_distilled_run_learns_its_teachers_posteriors(tmp_path):
+    manifest = tiny_corpus(tmp_path)
+    # The teacher: another width and seed, the same tokens and frame rate.
+    fast = ["optim.lr=0.01"]
+    teacher = train(compose_config(overrides(tmp_path / "t", manifest, 8, "model.hidden=24", "seed=7", *fast)))
+    plain = train(compose_config(overrides(tmp_path / "plain", manifest, 8, *fast)))
+    distilled = train(compose_config(overrides(tmp_path / "kd", manifest, 8, f"train.distill_from={teacher}",
+                                               "train.distill_weight=100", *fast)))
+    # The same run without the teacher is about 10x further from it (0.024 against 0.0024 when written).
+    before, after = mean_kl(plain, teacher, manifest), mean_kl(distilled, teacher, manifest)
+    assert after < 0.25 * before, (before, after)
+    assert read_checkpoint(distilled)["config"]["train"]["distill_from"] == str(teacher)
+
+
+def test_a_teacher_that_cannot_teach_the_model_is_refused_before_anything_is_written(tmp_path):
+    manifest = tiny_corpus(tmp_path)
+    other_tokens = write_manifest([Utterance("c", str(read_manifest(manifest)[0].audio), 0.3, "ABC")],
+                                  tmp_path / "abc.jsonl")
+    teacher = train(compose_config(overrides(tmp_path / "t", other_tokens, 1)))
+    with pytest.raises(DistillError, match=f"{teacher}: its tokens \\(4\\) are not the model's \\(3\\)"):
+        train(compose_config(overrides(tmp_path / "kd", manifest, 1, f"train.distill_from={teacher}")))
+    assert not (tmp_path / "kd").exists()
+    slower = train(compose_config(overrides(tmp_path / "s", manifest, 1, "model.conv_strides=[[2,2],[2,3]]")))
+    with pytest.raises(DistillError, match="output frame rate"):
+        train(compose_config(overrides(tmp_path / "kd", manifest, 1, f"train.distill_from={slower}")))
+    with pytest.raises(ConfigError, match="train.distill_weight=0"):
+        train(compose_config(overrides(tmp_path / "kd", manifest, 1, f"train.distill_from={teacher}",
+                                       "train.distill_weight=0")))
+    assert not (tmp_path / "kd").exists()
