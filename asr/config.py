@@ -85,6 +85,8 @@ def check_config(cfg: DictConfig) -> None:
     if t.distill_from and (t.distill_weight <= 0 or t.distill_shift < 0):
         raise ConfigError(f"train.distill_weight={t.distill_weight}, train.distill_shift={t.distill_shift}: the "
                           "weight must be above 0 and the shift 0 or more")
+    if t.distill_clean and not t.distill_from:
+        raise ConfigError("train.distill_clean=true: there is no teacher to hear the clean audio (train.distill_from)")
     if t.num_workers < 0 or t.threads < 0:
         raise ConfigError("train.num_workers and train.threads must be 0 or more")
     if t.precision not in ("bf16", "fp16", "fp32"):

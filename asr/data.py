@@ -46,8 +46,10 @@ class UtteranceDataset(Dataset):
         cache: Mapping[tuple, np.ndarray | None] | None = None,
         seed: int = 0,
         augment: AugmentConfig | None = None,
+        keep_clean: bool = False,
     ):
         self.augment = augment  # waveform augmentation, drawn from (seed, epoch, i) as the speed is
+        self.keep_clean = keep_clean  # items also carry the waveform before babble and `augment`
         self.utterances = utterances  # any sequence: a lazy `Manifest` stays lazy
         self.seed = seed
         self.tokenizer = tokenizer
@@ -67,17 +69,20 @@ class UtteranceDataset(Dataset):
         waveform, text = torch.from_numpy(audio), utt.text
         if partner:
             waveform, text = self._join(waveform, text, epoch, index, partner[0])
+        dry = waveform
         if self.augment is not None and self.augment.babble_prob > 0:
             waveform = self._babble(waveform, epoch, index)
         # Targets are the text as scoring sees it (asr.metrics.normalize_text): case and punctuation
         # never become output symbols.
         tokens = torch.tensor(self.tokenizer.encode(normalize_text(text)), dtype=torch.long) if self.tokenizer else None
         speed = self.speeds[0] if len(self.speeds) == 1 else random.Random(f"{self.seed}/{epoch}/{index}").choice(self.speeds)
+        babbled = waveform is not dry
         waveform = speed_perturb(waveform, self.sample_rate, speed)
+        clean = speed_perturb(dry, self.sample_rate, speed) if babbled else waveform
         if self.augment is not None:
             seed = random.Random(f"{self.seed}/{epoch}/{index}/augment").getrandbits(63)
             waveform = augment(waveform, self.sample_rate, self.augment, torch.Generator().manual_seed(seed))
-        return utt, waveform, tokens
+        return (utt, waveform, tokens, clean) if self.keep_clean else (utt, waveform, tokens)
 
     def _samples(self, utt: Utterance) -> np.ndarray | None:
         if self.cache is not None and cache_key(utt) in self.cache:
@@ -149,9 +154,12 @@ class Batch:
     targets: torch.Tensor | None
     n_targets: torch.Tensor | None
     n_skipped: int
+    clean: torch.Tensor | None = None  # the same audio before babble and waveform augmentation, where kept
 
     def pin_memory(self) -> Batch:
         self.waveforms = self.waveforms.pin_memory()
+        if self.clean is not None:
+            self.clean = self.clean.pin_memory()
         if self.targets is not None:
             self.targets = self.targets.pin_memory()
         return self
@@ -174,7 +182,8 @@ def collate(items) -> Batch:
     if good and good[0][2] is not None:
         targets = torch.cat([item[2] for item in good])
         n_targets = torch.tensor([item[2].shape[0] for item in good], dtype=torch.long)
-    return Batch([item[0] for item in good], waveforms, n_samples, targets, n_targets, n_skipped)
+    clean = pad_waveforms([item[3] for item in good])[0] if good and len(good[0]) > 3 else None
+    return Batch([item[0] for item in good], waveforms, n_samples, targets, n_targets, n_skipped, clean)
 
 
 class BucketBatchSampler(Sampler[list[int]]):

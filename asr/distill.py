@@ -3,7 +3,10 @@ the model in training learns to match frame by frame, beside its CTC loss.
 
 The teacher reads the same waveforms (after speed perturbation and waveform augmentation, before
 SpecAugment, in eval mode) with its own features and normalisation, so it only has to share the
-student's tokens, sample rate and output frame rate. `shift` delays the teacher: student frame t
+student's tokens, sample rate and output frame rate. With `clean`, it reads them as they were
+before babble and waveform augmentation (noise, reverberation, narrow band, gain), as in
+teacher-student learning for noise robustness (Li et al., 2014): the student learns to hear in the
+noise what the teacher hears without it. `shift` delays the teacher: student frame t
 learns teacher frame t - shift, for a student that sees less of the future than its teacher.
 """
 from __future__ import annotations
@@ -21,14 +24,15 @@ class DistillError(AsrError):
 
 
 class Teacher:
-    def __init__(self, recognizer: Recognizer, weight: float, shift: int = 0, source: str = "teacher"):
+    def __init__(self, recognizer: Recognizer, weight: float, shift: int = 0, clean: bool = False,
+                 source: str = "teacher"):
         self.recognizer = recognizer.eval()
-        self.weight, self.shift, self.source = weight, shift, source
+        self.weight, self.shift, self.clean, self.source = weight, shift, clean, source
 
     @classmethod
-    def load(cls, path: str | Path, weight: float, shift: int, device: torch.device) -> Teacher:
+    def load(cls, path: str | Path, weight: float, shift: int, clean: bool, device: torch.device) -> Teacher:
         source = BUILTIN_MODEL if str(path) == "builtin" else Path(path)
-        return cls(load_recognizer(source, device), weight, shift, str(source))
+        return cls(load_recognizer(source, device), weight, shift, clean, str(source))
 
     def check(self, student: Recognizer) -> None:
         """Refuse a teacher whose outputs cannot be matched with the student's, frame for frame."""

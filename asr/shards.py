@@ -151,10 +151,11 @@ class ShardStream(IterableDataset):
 
     def __init__(self, index: Manifest, tokenizer: Tokenizer, sample_rate: int, speeds: Sequence[float],
                  max_seconds: float, max_batch: int, seed: int, rank: int = 0, world: int = 1,
-                 start: int = 0, stop: int = 1, augment: AugmentConfig | None = None):
+                 start: int = 0, stop: int = 1, augment: AugmentConfig | None = None, keep_clean: bool = False):
         self.index, self.tokenizer, self.sample_rate, self.speeds = index, tokenizer, sample_rate, tuple(speeds)
         self.max_seconds, self.max_batch, self.seed = max_seconds, max_batch, seed
         self.rank, self.world, self.start, self.stop, self.augment = rank, world, start, stop, augment
+        self.keep_clean = keep_clean
         self.rows = rows_by_shard(index)
         if len(self.rows) < world:
             raise InputError(f"{index.path.parent}: {len(self.rows)} shard(s) for {world} processes; "
@@ -194,6 +195,6 @@ class ShardStream(IterableDataset):
                     shard_rows = self.rows[shard]
                     cache = {cache_key(u): a for u, a in shard_audio(self.index, shard_rows)}
                     dataset = UtteranceDataset(self.index, self.tokenizer, self.sample_rate, self.speeds, cache,
-                                               self.seed, self.augment)
+                                               self.seed, self.augment, self.keep_clean)
                     current = shard
                 yield collate([dataset[(epoch, i)] for i in rows])

@@ -192,7 +192,8 @@ def batch_loss(model, batch: Batch, device: torch.device, autocast, teacher: Tea
     if teacher is None:
         return loss
     with autocast:
-        return loss + teacher.loss(log_probs, waveforms, batch.n_samples, n_frames)
+        heard = waveforms if batch.clean is None else to_device(batch.clean, device)
+        return loss + teacher.loss(log_probs, heard, batch.n_samples, n_frames)
 
 
 def n_infeasible(targets: torch.Tensor, n_targets: torch.Tensor, n_frames: torch.Tensor) -> int:
@@ -295,7 +296,8 @@ def train(cfg: DictConfig) -> Path:
         stream = EpochStream(run.sampler, run.state.epoch, cfg.train.epochs, augment.concat_prob if augment else 0.0,
                              cfg.seed)
         dataset = UtteranceDataset(run.train_utts, run.recognizer.tokenizer, run.sample_rate, cfg.train.speeds,
-                                   run.cache, seed=cfg.seed, augment=augment)
+                                   run.cache, seed=cfg.seed, augment=augment,
+                                   keep_clean=bool(run.teacher and run.teacher.clean))
         loader = iter(DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=cfg.train.num_workers,
                                  pin_memory=device.type == "cuda"))
     writer = _tensorboard(run.out_dir) if rank.is_main and cfg.train.tensorboard else None
@@ -367,7 +369,8 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     recognizer = recognizer.to(device)
     teacher = None
     if cfg.train.distill_from:
-        teacher = Teacher.load(cfg.train.distill_from, cfg.train.distill_weight, cfg.train.distill_shift, device)
+        teacher = Teacher.load(cfg.train.distill_from, cfg.train.distill_weight, cfg.train.distill_shift,
+                               cfg.train.distill_clean, device)
         teacher.check(recognizer)
     # No device_ids: DDP would then copy every input to the GPU, and the lengths must stay on the host.
     model = DistributedDataParallel(recognizer) if rank.distributed else recognizer
@@ -379,7 +382,7 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     if shards:
         sampler = ShardStream(train_utts, recognizer.tokenizer, sample_rate, cfg.train.speeds,
                               cfg.train.max_batch_seconds, cfg.train.max_batch, cfg.seed, rank.rank, rank.world,
-                              augment=augment)
+                              augment=augment, keep_clean=bool(teacher and teacher.clean))
         steps = sampler.epoch_length(0)
     else:
         sampler = BucketBatchSampler(train_utts.durations, cfg.train.max_batch_seconds,

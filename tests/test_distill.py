@@ -74,3 +74,55 @@ def test_a_teacher_that_cannot_teach_the_model_is_refused_before_anything_is_wri
         train(compose_config(overrides(tmp_path / "kd", manifest, 1, f"train.distill_from={teacher}",
                                        "train.distill_weight=0")))
     assert not (tmp_path / "kd").exists()
+
+
+@pytest.mark.parametrize("speeds", [(1.0,), (0.9, 1.1)])
+def test_items_keep_the_audio_as_it_was_before_babble_and_augmentation(tmp_path, speeds):
+    from conftest import write_tone
+
+    from asr.augment import AugmentConfig
+    from asr.data import UtteranceDataset, collate
+
+    utts = [Utterance(f"u{i}", str(write_tone(tmp_path / f"u{i}.wav", 0.5 + 0.1 * i)), 0.5 + 0.1 * i, "AB")
+            for i in range(4)]
+    every = AugmentConfig(noise_prob=1.0, babble_prob=1.0, reverb_prob=1.0, narrow_band_prob=1.0)
+    kept = UtteranceDataset(utts, None, 16000, speeds, seed=3, augment=every, keep_clean=True)
+    # The reference: the same items from a loader that augments nothing.
+    plain = UtteranceDataset(utts, None, 16000, speeds, seed=3)
+    for key in [(0, 0), (1, 2), (2, 3)]:
+        _, noisy, _, clean = kept[key]
+        assert torch.equal(clean, plain[key][1]) and clean.shape == noisy.shape
+        assert not torch.allclose(noisy, clean)
+        assert torch.equal(noisy, UtteranceDataset(utts, None, 16000, speeds, seed=3, augment=every)[key][1])
+    batch = collate([kept[(0, 0)], kept[(0, 3)]])
+    assert batch.clean.shape == batch.waveforms.shape
+    assert torch.equal(batch.clean[0, :int(batch.n_samples[0])], plain[(0, 0)][1])
+
+
+def test_a_clean_teacher_hears_the_clean_audio_and_the_student_the_noisy(tmp_path):
+    from asr.data import Batch
+    from asr.distill import Teacher
+    from asr.evaluate import ctc_loss
+    from asr.train import batch_loss, nullcontext
+
+    manifest = tiny_corpus(tmp_path)
+    student = load_recognizer(train(compose_config(overrides(tmp_path / "s", manifest, 1))))
+    teacher = load_recognizer(train(compose_config(overrides(tmp_path / "t", manifest, 1, "seed=4"))))
+    torch.manual_seed(0)
+    clean = torch.randn(2, 8000) * 0.1
+    noisy = clean + torch.randn(2, 8000) * 0.1
+    n_samples, targets, n_targets = torch.tensor([8000, 6000]), torch.tensor([1, 2, 2, 1]), torch.tensor([2, 2])
+    batch = Batch([None, None], noisy, n_samples, targets, n_targets, 0, clean)
+    got = batch_loss(student, batch, torch.device("cpu"), nullcontext(), Teacher(teacher, 0.5, clean=True))
+    heard, n_frames = student(noisy, n_samples)
+    expected = ctc_loss(heard, n_frames, targets, n_targets) + 0.5 * frame_kl(heard, teacher(clean, n_samples)[0],
+                                                                            n_frames)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    wrong = ctc_loss(heard, n_frames, targets, n_targets) + 0.5 * frame_kl(heard, teacher(noisy, n_samples)[0],
+                                                                         n_frames)
+    assert got.item() != pytest.approx(wrong.item(), rel=1e-3)
+
+
+def test_distill_clean_without_a_teacher_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigError, match="train.distill_clean=true: there is no teacher"):
+        compose_config(overrides(tmp_path, tmp_path / "m.jsonl", 1, "train.distill_clean=true"))
