@@ -1,6 +1,6 @@
 """One training step of a tiny model under torchrun (gloo, CPU); rank 0 saves loss and gradients.
 
-Run by tests/test_distributed.py as: torchrun --nproc_per_node 2 tests/distributed_step.py OUT.pt
+Run by tests/test_distributed.py as: torchrun --nproc_per_node 2 tests/distributed_step.py OUT.pt [distill]
 """
 import sys
 
@@ -12,10 +12,10 @@ from asr.distributed import init_distributed, shutdown
 from asr.train import batch_loss
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from test_distributed import global_batch, tiny_recognizer
+from test_distributed import global_batch, tiny_recognizer, tiny_teacher
 
 
-def main(out: str) -> None:
+def main(out: str, distill: bool) -> None:
     rank, device = init_distributed(torch.device("cpu"))
     torch.manual_seed(0)
     recognizer = tiny_recognizer()
@@ -25,7 +25,8 @@ def main(out: str) -> None:
     (indices,) = sampler.batches()
     batch = collate([items[i] for i in indices])
     model = DistributedDataParallel(recognizer)
-    loss = batch_loss(model, batch, device, torch.autocast("cpu", enabled=False))
+    teacher = tiny_teacher() if distill else None
+    loss = batch_loss(model, batch, device, torch.autocast("cpu", enabled=False), teacher)
     (loss / len(batch.utterances)).backward()
     total = loss.detach().clone()
     torch.distributed.all_reduce(total)
@@ -36,4 +37,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:] == ["distill"])

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from asr.features import FeatureConfig
@@ -21,6 +22,15 @@ def tiny_recognizer() -> Recognizer:
     torch.manual_seed(0)
     dims = ModelDims(n_input=80, n_tokens=4, conv_channels=(4, 4), conv_norm=False, n_layers=2, hidden=8)
     return Recognizer(FeatureConfig(), dims, TOKENIZER, torch.zeros(80), torch.ones(80)).train()
+
+
+def tiny_teacher():
+    """Another tiny recogniser as a distillation teacher (train.distill_from), delayed by a frame."""
+    from asr.distill import Teacher
+
+    torch.manual_seed(5)
+    dims = ModelDims(n_input=80, n_tokens=4, conv_channels=(4, 4), conv_norm=False, n_layers=1, hidden=6)
+    return Teacher(Recognizer(FeatureConfig(), dims, TOKENIZER, torch.zeros(80), torch.ones(80)), 0.5, shift=1)
 
 
 def global_batch():
@@ -53,18 +63,20 @@ def torchrun(script: str, *args: str) -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
 
-def test_two_gloo_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize("distill", [False, True])
+def test_two_gloo_processes_match_one_process(tmp_path, distill):
     from asr.data import collate
     from asr.train import batch_loss
 
     out = tmp_path / "ddp.pt"
-    torchrun("distributed_step.py", str(out))
+    torchrun("distributed_step.py", str(out), *(["distill"] if distill else []))
     ddp = torch.load(out, weights_only=True)
     assert ddp["shares"] == 2
 
     recognizer = tiny_recognizer()
     batch = collate(global_batch())
-    loss = batch_loss(recognizer, batch, torch.device("cpu"), torch.autocast("cpu", enabled=False))
+    teacher = tiny_teacher() if distill else None
+    loss = batch_loss(recognizer, batch, torch.device("cpu"), torch.autocast("cpu", enabled=False), teacher)
     (loss / len(batch.utterances)).backward()
     torch.testing.assert_close(ddp["loss"], loss.detach(), rtol=1e-5, atol=1e-5)
     for name, param in recognizer.model.named_parameters():
