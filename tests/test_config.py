@@ -49,7 +49,7 @@ def test_the_readme_names_every_group_and_option_there_is():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     section = readme.split("## Configuration", 1)[1].split("\n**", 1)[0]
     groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "__pycache__")
-    missing = [f"{group}/" for group in groups if f"`{group}/`" not in section]
+    missing = [f"{group}/" for group in groups if f"{group}/`" not in section]
     missing += [f"{group}/{option}" for group in groups if group != "decode" for option in group_options(group)
                 if f"`{option}`" not in section]
     assert not missing, f"README's Configuration section does not name {missing}"
