@@ -24,6 +24,8 @@ class DistillError(AsrError):
 
 
 class Teacher:
+    """A recogniser in eval mode and how much, how late and on what audio the model learns from it."""
+
     def __init__(self, recognizer: Recognizer, weight: float, shift: int = 0, clean: bool = False,
                  source: str = "teacher"):
         self.recognizer = recognizer.eval()
