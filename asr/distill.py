@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from asr.errors import AsrError
-from asr.recognizer import BUILTIN_MODEL, Recognizer, load_recognizer
+from asr.recognizer import BUILTIN_MODEL, CheckpointError, Recognizer, load_recognizer
 
 
 class DistillError(AsrError):
@@ -34,7 +34,11 @@ class Teacher:
     @classmethod
     def load(cls, path: str | Path, weight: float, shift: int, clean: bool, device: torch.device) -> Teacher:
         source = BUILTIN_MODEL if str(path) == "builtin" else Path(path)
-        return cls(load_recognizer(source, device), weight, shift, clean, str(source))
+        try:
+            recognizer = load_recognizer(source, device)
+        except CheckpointError as error:
+            raise DistillError(f"train.distill_from: {error}") from None
+        return cls(recognizer, weight, shift, clean, str(source))
 
     def check(self, student: Recognizer) -> None:
         """Refuse a teacher whose outputs cannot be matched with the student's, frame for frame."""

@@ -357,6 +357,9 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     resume = read_checkpoint(cfg.train.resume) if resuming else None
     if resume is not None and "optimizer" not in resume:
         raise TrainingError(f"{cfg.train.resume}: holds no training state to resume from")
+    # Read before the normalisation statistics, which may take minutes: a missing teacher stops the run first.
+    teacher = Teacher.load(cfg.train.distill_from, cfg.train.distill_weight, cfg.train.distill_shift,
+                           cfg.train.distill_clean, device) if cfg.train.distill_from else None
     # A resumed run keeps its checkpoint's features, whatever the configuration says now.
     sample_rate = resume["features"]["sample_rate"] if resume is not None else feature_config(cfg).sample_rate
     cache = cache_audio([*train_utts, *dev_utts], sample_rate, progress=rank.is_main) if cfg.train.cache_audio else None
@@ -367,10 +370,7 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
         if rank.is_main:
             log.info("weights from %s: %d tensors, %d left as initialised", source, copied, left)
     recognizer = recognizer.to(device)
-    teacher = None
-    if cfg.train.distill_from:
-        teacher = Teacher.load(cfg.train.distill_from, cfg.train.distill_weight, cfg.train.distill_shift,
-                               cfg.train.distill_clean, device)
+    if teacher is not None:
         teacher.check(recognizer)
     # No device_ids: DDP would then copy every input to the GPU, and the lengths must stay on the host.
     model = DistributedDataParallel(recognizer) if rank.distributed else recognizer

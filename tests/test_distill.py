@@ -59,6 +59,20 @@ def test_a_distilled_run_learns_its_teachers_posteriors(tmp_path):
     assert read_checkpoint(distilled)["config"]["train"]["distill_from"] == str(teacher)
 
 
+def test_a_missing_teacher_stops_the_run_before_the_normalisation_statistics(tmp_path, monkeypatch):
+    import asr.train
+
+    manifest = tiny_corpus(tmp_path)
+
+    def no_statistics(*args, **kwargs):
+        raise AssertionError("the statistics were estimated before the teacher was read")
+
+    monkeypatch.setattr(asr.train, "estimate_stats", no_statistics)
+    with pytest.raises(DistillError, match="train.distill_from: .*nowhere.pt: no such checkpoint"):
+        train(compose_config(overrides(tmp_path, manifest, 1, f"train.distill_from={tmp_path / 'nowhere.pt'}")))
+    assert not (tmp_path / "exp").exists()
+
+
 def test_a_teacher_that_cannot_teach_the_model_is_refused_before_anything_is_written(tmp_path):
     manifest = tiny_corpus(tmp_path)
     other_tokens = write_manifest([Utterance("c", str(read_manifest(manifest)[0].audio), 0.3, "ABC")],
