@@ -357,18 +357,19 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     resume = read_checkpoint(cfg.train.resume) if resuming else None
     if resume is not None and "optimizer" not in resume:
         raise TrainingError(f"{cfg.train.resume}: holds no training state to resume from")
-    # Read before the normalisation statistics, which may take minutes: a missing teacher stops the run first.
+    # Read before the normalisation statistics, which may take minutes: a missing checkpoint stops the run first.
+    init_source = BUILTIN_MODEL if cfg.train.init_from == "builtin" else cfg.train.init_from
+    init = read_checkpoint(init_source) if cfg.train.init_from and resume is None else None
     teacher = Teacher.load(cfg.train.distill_from, cfg.train.distill_weight, cfg.train.distill_shift,
                            cfg.train.distill_clean, device) if cfg.train.distill_from else None
     # A resumed run keeps its checkpoint's features, whatever the configuration says now.
     sample_rate = resume["features"]["sample_rate"] if resume is not None else feature_config(cfg).sample_rate
     cache = cache_audio([*train_utts, *dev_utts], sample_rate, progress=rank.is_main) if cfg.train.cache_audio else None
     recognizer = build_recognizer(cfg, train_utts, resume, rank.is_main, cache, bool(shards))
-    if cfg.train.init_from and resume is None:
-        source = BUILTIN_MODEL if cfg.train.init_from == "builtin" else cfg.train.init_from
-        copied, left = init_weights(recognizer, read_checkpoint(source))
+    if init is not None:
+        copied, left = init_weights(recognizer, init)
         if rank.is_main:
-            log.info("weights from %s: %d tensors, %d left as initialised", source, copied, left)
+            log.info("weights from %s: %d tensors, %d left as initialised", init_source, copied, left)
     recognizer = recognizer.to(device)
     if teacher is not None:
         teacher.check(recognizer)

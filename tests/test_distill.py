@@ -9,7 +9,7 @@ from test_train import overrides, tiny_corpus
 from asr.config import ConfigError, compose_config
 from asr.distill import DistillError, frame_kl
 from asr.manifest import Utterance, read_manifest, write_manifest
-from asr.recognizer import load_recognizer, read_checkpoint
+from asr.recognizer import CheckpointError, load_recognizer, read_checkpoint
 from asr.train import train
 
 
@@ -59,7 +59,7 @@ def test_a_distilled_run_learns_its_teachers_posteriors(tmp_path):
     assert read_checkpoint(distilled)["config"]["train"]["distill_from"] == str(teacher)
 
 
-def test_a_missing_teacher_stops_the_run_before_the_normalisation_statistics(tmp_path, monkeypatch):
+def test_a_missing_teacher_or_init_checkpoint_stops_the_run_before_the_normalisation_statistics(tmp_path, monkeypatch):
     import asr.train
 
     manifest = tiny_corpus(tmp_path)
@@ -70,6 +70,9 @@ def test_a_missing_teacher_stops_the_run_before_the_normalisation_statistics(tmp
     monkeypatch.setattr(asr.train, "estimate_stats", no_statistics)
     with pytest.raises(DistillError, match="train.distill_from: .*nowhere.pt: no such checkpoint"):
         train(compose_config(overrides(tmp_path, manifest, 1, f"train.distill_from={tmp_path / 'nowhere.pt'}")))
+    # train.init_from likewise
+    with pytest.raises(CheckpointError, match="nowhere.pt: no such checkpoint"):
+        train(compose_config(overrides(tmp_path, manifest, 1, f"train.init_from={tmp_path / 'nowhere.pt'}")))
     assert not (tmp_path / "exp").exists()
 
 
