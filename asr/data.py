@@ -78,7 +78,8 @@ class UtteranceDataset(Dataset):
         speed = self.speeds[0] if len(self.speeds) == 1 else random.Random(f"{self.seed}/{epoch}/{index}").choice(self.speeds)
         babbled = waveform is not dry
         waveform = speed_perturb(waveform, self.sample_rate, speed)
-        clean = speed_perturb(dry, self.sample_rate, speed) if babbled else waveform
+        if self.keep_clean:  # a second speed perturbation only where babble made the two differ
+            clean = speed_perturb(dry, self.sample_rate, speed) if babbled else waveform
         if self.augment is not None:
             seed = random.Random(f"{self.seed}/{epoch}/{index}/augment").getrandbits(63)
             waveform = augment(waveform, self.sample_rate, self.augment, torch.Generator().manual_seed(seed))

@@ -143,3 +143,23 @@ def test_a_clean_teacher_hears_the_clean_audio_and_the_student_the_noisy(tmp_pat
 def test_distill_clean_without_a_teacher_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigError, match="train.distill_clean=true: there is no teacher"):
         compose_config(overrides(tmp_path, tmp_path / "m.jsonl", 1, "train.distill_clean=true"))
+
+
+def test_without_a_clean_teacher_the_loader_perturbs_each_item_once(tmp_path, monkeypatch):
+    # Keeping the clean audio costs a second speed perturbation of babbled items; a run without a
+    # clean teacher must not pay it.
+    from conftest import write_tone
+
+    import asr.data
+    from asr.augment import AugmentConfig
+    from asr.data import UtteranceDataset
+
+    calls = []
+    perturb = asr.data.speed_perturb
+    monkeypatch.setattr(asr.data, "speed_perturb", lambda *args: calls.append(1) or perturb(*args))
+    utts = [Utterance(f"u{i}", str(write_tone(tmp_path / f"u{i}.wav", 0.5)), 0.5, "AB") for i in range(3)]
+    babble = AugmentConfig(babble_prob=1.0)
+    UtteranceDataset(utts, None, 16000, (0.9, 1.1), seed=3, augment=babble)[(0, 0)]
+    assert len(calls) == 1
+    UtteranceDataset(utts, None, 16000, (0.9, 1.1), seed=3, augment=babble, keep_clean=True)[(0, 0)]
+    assert len(calls) == 3
