@@ -16,7 +16,12 @@ from pathlib import Path
 import torch
 
 from asr.errors import AsrError
-from asr.recognizer import BUILTIN_MODEL, CheckpointError, Recognizer, load_recognizer
+from asr.recognizer import (
+    CheckpointError,
+    Recognizer,
+    checkpoint_source,
+    load_recognizer,
+)
 
 
 class DistillError(AsrError):
@@ -33,7 +38,7 @@ class Teacher:
 
     @classmethod
     def load(cls, path: str | Path, weight: float, shift: int, clean: bool, device: torch.device) -> Teacher:
-        source = BUILTIN_MODEL if str(path) == "builtin" else Path(path)
+        source = checkpoint_source(path)
         try:
             recognizer = load_recognizer(source, device)
         except CheckpointError as error:

@@ -153,6 +153,11 @@ BUILTIN_DIR = Path(__file__).parent / "assets" / "an4"
 BUILTIN_MODEL = BUILTIN_DIR / "model.pt"
 
 
+def checkpoint_source(name: str | Path) -> Path:
+    """A checkpoint setting's file: `builtin` names the shipped AN4 model (train.init_from, train.distill_from)."""
+    return BUILTIN_MODEL if str(name) == "builtin" else Path(name)
+
+
 def load_recognizer(path: str | Path | None = None, device: str | torch.device = "cpu") -> Recognizer:
     """Rebuild a recogniser from its checkpoint file alone (default: the built-in AN4 model),
     in eval mode on `device`."""

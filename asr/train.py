@@ -38,7 +38,12 @@ from asr.manifest import Manifest, Utterance, atomic_write_text, read_manifest
 from asr.metrics import normalize_text
 from asr.optim import AdamW, lr_factor, set_lr
 from asr.progress import progress_bar
-from asr.recognizer import BUILTIN_MODEL, Recognizer, load_recognizer, read_checkpoint
+from asr.recognizer import (
+    Recognizer,
+    checkpoint_source,
+    load_recognizer,
+    read_checkpoint,
+)
 from asr.run_metrics import read_metrics, trim_metrics, write_metrics
 from asr.shards import ShardStream, sample_rows, shard_audio, shard_index
 from asr.tokenizer import build_tokenizer
@@ -358,8 +363,8 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     if resume is not None and "optimizer" not in resume:
         raise TrainingError(f"{cfg.train.resume}: holds no training state to resume from")
     # Read before the normalisation statistics, which may take minutes: a missing checkpoint stops the run first.
-    init_source = BUILTIN_MODEL if cfg.train.init_from == "builtin" else cfg.train.init_from
-    init = read_checkpoint(init_source) if cfg.train.init_from and resume is None else None
+    init_source = checkpoint_source(cfg.train.init_from) if cfg.train.init_from else None
+    init = read_checkpoint(init_source) if init_source and resume is None else None
     teacher = Teacher.load(cfg.train.distill_from, cfg.train.distill_weight, cfg.train.distill_shift,
                            cfg.train.distill_clean, device) if cfg.train.distill_from else None
     # A resumed run keeps its checkpoint's features, whatever the configuration says now.
