@@ -117,10 +117,12 @@ def test_items_keep_the_audio_as_it_was_before_babble_and_augmentation(tmp_path,
 
 
 def test_a_clean_teacher_hears_the_clean_audio_and_the_student_the_noisy(tmp_path):
+    from contextlib import nullcontext
+
     from asr.data import Batch
     from asr.distill import Teacher
     from asr.evaluate import ctc_loss
-    from asr.train import batch_loss, nullcontext
+    from asr.train import batch_loss
 
     manifest = tiny_corpus(tmp_path)
     student = load_recognizer(train(compose_config(overrides(tmp_path / "s", manifest, 1))))
