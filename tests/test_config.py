@@ -53,3 +53,13 @@ def test_the_readme_names_every_group_and_option_there_is():
     missing += [f"{group}/{option}" for group in groups if group != "decode" for option in group_options(group)
                 if f"`{option}`" not in section]
     assert not missing, f"README's Configuration section does not name {missing}"
+
+
+def test_the_readme_layout_names_every_module():
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    section = (root / "README.md").read_text().split("## Layout", 1)[1]
+    modules = sorted(p.stem for p in (root / "asr").rglob("*.py") if not p.stem.startswith("__"))
+    missing = [m for m in modules if f"`{m}`" not in section]
+    assert not missing, f"README's Layout section does not name {missing}"

@@ -110,7 +110,7 @@ def test_asr_transcribe_stream_reads_pcm_from_stdin(monkeypatch, capsys):
 
 
 def test_a_streaming_model_starts_from_a_bidirectional_models_forward_direction():
-    from asr.train import init_weights
+    from asr.transfer import init_weights
 
     torch.manual_seed(3)
     tokenizer = CharTokenizer([BLANK, " ", "A", "B", "C"])
@@ -134,7 +134,7 @@ def test_a_streaming_model_starts_from_a_bidirectional_models_forward_direction(
 def test_a_wider_model_starts_out_computing_what_the_narrower_checkpoint_computes(rnn_type, bidirectional):
     # The reference: the same checkpoint started at its own width (the plain copy of the test above),
     # whose outputs the wider model must reproduce before any training; the new units then learn.
-    from asr.train import init_weights
+    from asr.transfer import init_weights
 
     torch.manual_seed(4)
     tokenizer = CharTokenizer([BLANK, " ", "A", "B", "C"])

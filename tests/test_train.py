@@ -77,7 +77,8 @@ def test_training_with_subword_units_keeps_them_in_the_checkpoint(tmp_path):
 
 
 def test_init_from_copies_matching_weights_and_maps_output_rows_by_token(tmp_path):
-    from asr.train import build_recognizer, init_weights
+    from asr.train import build_recognizer
+    from asr.transfer import init_weights
 
     manifest = tiny_corpus(tmp_path)  # texts AB / BA: vocabulary <blank> A B
     source = read_checkpoint(train(compose_config(overrides(tmp_path, manifest, 1))))
