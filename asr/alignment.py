@@ -45,8 +45,10 @@ def align_words(
         step = n_frames * frame_seconds / len(words)
         return [Word(w, round(i * step, 3), round((i + 1) * step, 3), 0.0) for i, w in enumerate(words)]
     result = []
-    for current in _word_spans(AF.merge_tokens(labels[0], scores[0].exp()), tokenizer):
-        word = tokenizer.decode(s.token for s in current).strip()
+    spans = _word_spans(AF.merge_tokens(labels[0], scores[0].exp()), tokenizer)
+    for i, current in enumerate(spans):
+        # the text's own word: a phone model's tokens read back as the first word they spell, a homophone maybe
+        word = words[i] if len(spans) == len(words) else tokenizer.decode(s.token for s in current).strip()
         confidence = sum(s.score for s in current) / len(current)
         result.append(Word(word, round(current[0].start * frame_seconds, 3), round(current[-1].end * frame_seconds, 3),
                            round(float(confidence), 3)))

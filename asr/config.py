@@ -15,7 +15,7 @@ from asr.augment import AugmentConfig
 from asr.errors import ConfigError
 from asr.features import FeatureConfig, SpecAugmentConfig
 from asr.model import ModelDims
-from asr.tokenizer import KINDS
+from asr.tokenizer import KINDS, SUBWORD_KINDS
 
 GROUPS = ("data", "features", "model", "optim", "tokenizer", "augment", "experiment")
 
@@ -93,7 +93,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"train.precision={t.precision!r}: expected bf16, fp16 or fp32")
     if cfg.tokenizer.kind not in KINDS:
         raise ConfigError(f"tokenizer.kind={cfg.tokenizer.kind!r}: expected one of {', '.join(KINDS)}")
-    if cfg.tokenizer.kind != "char" and cfg.tokenizer.vocab_size < 2:
+    if cfg.tokenizer.kind in SUBWORD_KINDS and cfg.tokenizer.vocab_size < 2:
         raise ConfigError(f"tokenizer.vocab_size={cfg.tokenizer.vocab_size}: a subword tokenizer needs 2 or more")
     if not t.speeds or any(s <= 0 for s in t.speeds):
         raise ConfigError(f"train.speeds={list(t.speeds)}: expected a list of positive speeds, e.g. [0.9,1.0,1.1]")

@@ -4,14 +4,15 @@ Beam search runs through torchaudio's `ctc_decoder` (flashlight-text, KenLM). Wi
 it is lexicon-free: the LM, if any, is over the model's characters with `|` between words (build
 it with `asr lm build --unit char`). With a lexicon (`WORD W O R D |` a line, see `write_lexicon`)
 only its words come out and the LM is over words. A subword model spells the lexicon's words
-with its own pieces (`WORD ▁WO RD`), whatever spelling the file gives, and takes an LM only with
-a lexicon.
+with its own pieces (`WORD ▁WO RD`), and a phone model with their pronunciations (`WORD W ER D |`),
+whatever spelling the file gives; a subword model takes an LM only with a lexicon.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterable
@@ -23,7 +24,9 @@ import torch
 from asr.errors import InputError, MissingFileError
 from asr.lm import ArpaError, check_arpa
 from asr.manifest import atomic_write_text
-from asr.tokenizer import BLANK, Tokenizer
+from asr.tokenizer import BLANK, SUBWORD_KINDS, Tokenizer
+
+log = logging.getLogger(__name__)
 
 WORD_SEPARATOR = "|"
 DECODERS = ("greedy", "beam", "lm")
@@ -84,7 +87,7 @@ class BeamDecoder(Decoder):
         check_beam_options(options)
         self.tokenizer = tokenizer
         self.options = options
-        self._subwords = tokenizer.kind != "char"
+        self._subwords = tokenizer.kind in SUBWORD_KINDS
         if self._subwords:
             # flashlight needs a word-separator token: a subword model gets one it never emits
             tokens = [*tokenizer.vocab, WORD_SEPARATOR]
@@ -95,8 +98,10 @@ class BeamDecoder(Decoder):
         else:
             tokens = [WORD_SEPARATOR if t == " " else t for t in tokenizer.vocab]
             lexicon = str(options.lexicon) if options.lexicon else None
-            if lexicon:
+            if lexicon and tokenizer.kind == "char":
                 check_lexicon(lexicon, tuple(tokens))
+            elif lexicon:  # phones: the words' pronunciations
+                lexicon = spell_lexicon(lexicon, tokenizer)
         lm = load_kenlm(str(options.lm), lexicon, tuple(tokens)) if options.lm else None
         self._decoder = ctc_decoder(
             lexicon=lexicon,
@@ -117,7 +122,7 @@ class BeamDecoder(Decoder):
         Lexicon entries end with `|`, but our models emit `|` only between words, so without it
         the lexicon search could never finish an utterance's last word and would drop it.
         """
-        separator = self.tokenizer.encode(" ")[0]
+        separator = self.tokenizer.vocab.index(" ")
         batch, _, n_tokens = emissions.shape
         extended = torch.cat([emissions, torch.full((batch, 1, n_tokens), -1e4)], dim=1)
         rows = torch.arange(batch)
@@ -176,21 +181,28 @@ def check_lexicon(path: str, tokens: tuple[str, ...]) -> None:
 @functools.lru_cache(maxsize=8)
 def spell_lexicon(path: str, tokenizer: Tokenizer) -> str:
     """The words of the lexicon at `path` (its first column) spelt with a subword tokenizer's
-    pieces, in a temporary file that lives as long as the process; a word the tokenizer cannot
-    spell is an `InputError` naming the file, the line and the word."""
+    pieces or a phone tokenizer's pronunciations, in a temporary file that lives as long as the
+    process. A word a subword tokenizer cannot spell is an `InputError` naming the file, the line
+    and the word; words without a pronunciation are left out, with a warning that counts them."""
     import atexit
     import tempfile
 
     source = Path(path)
     if not source.is_file():
         raise MissingFileError(f"{source}: no such lexicon")
-    words = []
+    words, unspelt = [], []
     for n_line, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
         if not line.split():
             continue
         words.append(line.split()[0])
-        if tokenizer.spell(words[-1]) is None:
+        if tokenizer.spell(words[-1]) is not None:
+            continue
+        if tokenizer.kind in SUBWORD_KINDS:
             raise InputError(f"{source}:{n_line}: the model cannot spell {words[-1]!r} with its subword units")
+        unspelt.append(words.pop())
+    if unspelt:
+        log.warning("%s: %d of %d words have no pronunciation in the model's dictionary and cannot come out: %s",
+                    source, len(unspelt), len(words) + len(unspelt), ", ".join(unspelt[:10]))
     fd, spelled = tempfile.mkstemp(prefix="lexicon-", suffix=".txt")
     os.close(fd)
     atexit.register(os.unlink, spelled)
@@ -260,13 +272,13 @@ def make_decoder(name: str, tokenizer: Tokenizer, options: BeamOptions | None = 
 
 
 def write_lexicon(words: Iterable[str], path: str | Path, tokenizer: Tokenizer | None = None) -> Path:
-    """One line a word: `WORD W O R D |` (characters), or the tokenizer's spelling (`WORD ▁WO RD` for
-    subwords); with a tokenizer, words it cannot spell are left out."""
+    """One line a spelling: `WORD W O R D |` (characters), or the tokenizer's spellings (`WORD ▁WO RD`
+    for subwords, a line for each pronunciation for phones); with a tokenizer, words it cannot spell
+    are left out."""
     lines = []
     for word in sorted(w for w in set(words) if w):
-        spelling = tokenizer.spell(word) if tokenizer else [*word, WORD_SEPARATOR]
-        if spelling is not None:
-            lines.append(f"{word} {' '.join(spelling)}\n")
+        spellings = tokenizer.spellings(word) if tokenizer else [[*word, WORD_SEPARATOR]]
+        lines.extend(f"{word} {' '.join(spelling)}\n" for spelling in spellings)
     return atomic_write_text(path, "".join(lines))
 
 

@@ -1,20 +1,31 @@
-"""Tokenizers with the CTC blank at index 0: characters, or sentencepiece subwords (BPE/unigram).
+"""Tokenizers with the CTC blank at index 0: characters, sentencepiece subwords (BPE/unigram), or
+phones from a pronunciation dictionary.
 
-Both map text to ids and back, spell words for a decoding lexicon and say where words begin, so
-that decoding, lexicons and word times work the same way with either. A character tokenizer has a
-space token between words; a subword tokenizer marks the first piece of each word with `▁`.
-Each one saves itself into the checkpoint (`to_dict`), the sentencepiece model's bytes included.
+All map text to ids and back, spell words for a decoding lexicon and say where words begin, so
+that decoding, lexicons and word times work the same way with any of them. Character and phone
+tokenizers have a space token between words; a subword tokenizer marks the first piece of each word
+with `▁`. Each one saves itself into the checkpoint (`to_dict`): the sentencepiece model's bytes, or
+the pronunciation dictionary.
 """
 from __future__ import annotations
 
+import gzip
 import io
+import logging
+import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
-from asr.errors import InputError
+from asr.errors import InputError, MissingFileError
+
+log = logging.getLogger(__name__)
 
 BLANK = "<blank>"
 WORD_START = "\u2581"  # sentencepiece's "▁"
-KINDS = ("char", "bpe", "unigram")
+KINDS = ("char", "bpe", "unigram", "phone")
+SUBWORD_KINDS = ("bpe", "unigram")
+CMUDICT = Path(__file__).parent / "assets" / "cmudict" / "cmudict.dict.gz"  # BSD-style licence, beside it
 
 
 class _Vocabulary:
@@ -28,6 +39,11 @@ class _Vocabulary:
 
     def __len__(self) -> int:
         return len(self.vocab)
+
+    def spellings(self, word: str) -> list[list[str]]:
+        """Every spelling of `word` for a decoding lexicon (one, or none if it cannot be spelt)."""
+        spelling = self.spell(word)
+        return [spelling] if spelling else []
 
 
 class CharTokenizer(_Vocabulary):
@@ -136,17 +152,141 @@ class SentencePieceTokenizer(_Vocabulary):
         return {"kind": self.kind, "model": self.model}
 
 
-Tokenizer = CharTokenizer | SentencePieceTokenizer
+def read_pronunciations(lines: Iterable[str], source: str, normalise: bool = True) -> dict[str, list[tuple[str, ...]]]:
+    """A pronunciation dictionary in CMUdict's format, `WORD PH ON ES` a line: `word(2)` marks a
+    second pronunciation, `#` starts a comment, stress digits are dropped (`AH0` is `AH`), and words
+    are normalised as training text is (a word that normalises to several words is left out; a
+    checkpoint's dictionary, normalised when it was built, is read with `normalise=False`).
+    Returns each word's pronunciations in the order given, without repeats."""
+    from asr.metrics import normalize_text
+
+    words: dict[str, list[tuple[str, ...]]] = {}
+    for n_line, line in enumerate(lines, 1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        if len(fields) < 2:
+            raise InputError(f"{source}:{n_line}: {fields[0]!r} has no pronunciation")
+        word = re.sub(r"\(\d+\)$", "", fields[0])
+        word = normalize_text(word) if normalise else word
+        if not word or " " in word:
+            continue
+        phones = tuple(p.rstrip("012").upper() for p in fields[1:])
+        variants = words.setdefault(word, [])
+        if phones not in variants:
+            variants.append(phones)
+    return words
 
 
-def build_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 0, seed: int = 1) -> Tokenizer:
-    """`char`, or `bpe`/`unigram` subwords learnt from `texts` (normalised as training targets are)."""
+def load_pronunciations(path: str | Path | None = None) -> dict[str, list[tuple[str, ...]]]:
+    """The pronunciation dictionary at `path` (plain or .gz), or the shipped CMUdict."""
+    path = Path(path) if path else CMUDICT
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no such pronunciation dictionary (tokenizer.lexicon)")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as lines:
+        return read_pronunciations(lines, str(path))
+
+
+class PhoneTokenizer(_Vocabulary):
+    """Phones of a pronunciation dictionary (CMUdict's 39, stress dropped), a space token between
+    words. Text is spelt with each word's first pronunciation, and words without one are left out;
+    a phone sequence reads back as the first word that has it (the training words come first, the
+    most frequent first), or as its phones joined by `_` (`HH_AH_L_OW`) where no word has it. The
+    dictionary goes into the checkpoint, so a model decodes without the file it was built from."""
+
+    kind = "phone"
+
+    def __init__(self, pronunciations: dict[str, list[tuple[str, ...]]]):
+        phones = sorted({p for variants in pronunciations.values() for v in variants for p in v})
+        self.vocab = [BLANK, " ", *phones]
+        self._ids = {token: i for i, token in enumerate(self.vocab)}
+        self._space = 1
+        self.pronunciations = pronunciations
+        self._words: dict[tuple[str, ...], str] = {}
+        for word, variants in pronunciations.items():
+            for phones_of_word in variants:
+                self._words.setdefault(phones_of_word, word)
+
+    @classmethod
+    def build(cls, texts: Iterable[str], lexicon: str | Path | None = None) -> PhoneTokenizer:
+        """The dictionary at `lexicon` (default: CMUdict), the words of `texts` first, the most
+        frequent first; training words it lacks are logged with their count."""
+        pronunciations = load_pronunciations(lexicon)
+        counts = Counter(word for text in texts for word in text.split())
+        missing = [w for w, _ in counts.most_common() if w not in pronunciations]
+        if counts and len(missing) == len(counts):
+            raise InputError(f"{lexicon or CMUDICT}: no training word has a pronunciation there")
+        if missing:
+            log.warning("%d of %d training word types (%d of %d words) have no pronunciation in %s and are left "
+                        "out of the targets: %s", len(missing), len(counts), sum(counts[w] for w in missing),
+                        sum(counts.values()), lexicon or CMUDICT, ", ".join(missing[:10]))
+        first = [w for w, _ in counts.most_common() if w in pronunciations]
+        ordered = {w: pronunciations[w] for w in first}
+        ordered.update(pronunciations)
+        return cls(ordered)
+
+    def _pronunciation(self, word: str) -> tuple[str, ...] | None:
+        variants = self.pronunciations.get(word)
+        if variants:
+            return variants[0]
+        phones = tuple(word.split("_"))  # a phone word of decode()'s
+        return phones if all(p in self._ids and p not in (BLANK, " ") for p in phones) else None
+
+    def encode(self, text: str) -> list[int]:
+        """Words without a pronunciation are left out."""
+        ids: list[int] = []
+        for word in text.split():
+            phones = self._pronunciation(word)
+            if phones:
+                ids.extend([self._space] if ids else [])
+                ids.extend(self._ids[p] for p in phones)
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        words, current = [], []
+        for i in [*ids, self._space]:
+            if i == self._space and current:
+                words.append(self._words.get(tuple(current)) or "_".join(current))
+                current = []
+            elif i not in (0, self._space):
+                current.append(self.vocab[i])
+        return " ".join(words)
+
+    def is_separator(self, token: int) -> bool:
+        return token == self._space
+
+    def starts_word(self, token: int) -> bool:
+        return False
+
+    def spell(self, word: str) -> list[str] | None:
+        spellings = self.spellings(word)
+        return spellings[0] if spellings else None
+
+    def spellings(self, word: str) -> list[list[str]]:
+        """Each pronunciation of `word`, `|` (word end) last."""
+        return [[*v, "|"] for v in self.pronunciations.get(word, [])]
+
+    def to_dict(self) -> dict:
+        text = "".join(f"{w} {' '.join(v)}\n" for w, variants in self.pronunciations.items() for v in variants)
+        return {"kind": self.kind, "model": gzip.compress(text.encode("utf-8"), mtime=0)}
+
+
+Tokenizer = CharTokenizer | SentencePieceTokenizer | PhoneTokenizer
+
+
+def build_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 0, seed: int = 1,
+                    lexicon: str | Path | None = None) -> Tokenizer:
+    """`char`, `bpe`/`unigram` subwords learnt from `texts` (normalised as training targets are), or
+    `phone`s of the pronunciation dictionary `lexicon` (default: the shipped CMUdict)."""
     if kind == "char":
         return CharTokenizer.build(texts)
-    if kind in ("bpe", "unigram"):
+    if kind in SUBWORD_KINDS:
         if vocab_size < 2:
             raise InputError(f"tokenizer.vocab_size={vocab_size}: a {kind} tokenizer needs 2 or more pieces")
         return SentencePieceTokenizer.train(texts, vocab_size, kind, seed)
+    if kind == "phone":
+        return PhoneTokenizer.build(texts, lexicon)
     raise InputError(f"tokenizer.kind={kind!r}: expected one of {', '.join(KINDS)}")
 
 
@@ -155,7 +295,11 @@ def tokenizer_from_checkpoint(checkpoint: dict) -> Tokenizer:
     saved = checkpoint.get("tokenizer") or {"kind": "char"}
     if saved["kind"] == "char":
         return CharTokenizer(checkpoint["vocab"])
-    tokenizer = SentencePieceTokenizer(saved["model"], saved["kind"])
+    if saved["kind"] == "phone":
+        text = gzip.decompress(bytes(saved["model"])).decode("utf-8")
+        tokenizer = PhoneTokenizer(read_pronunciations(text.splitlines(), "the checkpoint's dictionary", False))
+    else:
+        tokenizer = SentencePieceTokenizer(saved["model"], saved["kind"])
     if tokenizer.vocab != list(checkpoint["vocab"]):
-        raise ValueError("the checkpoint's sentencepiece model does not match its vocabulary")
+        raise ValueError(f"the checkpoint's {saved['kind']} tokenizer does not match its vocabulary")
     return tokenizer

@@ -79,7 +79,7 @@ def build_recognizer(cfg: DictConfig, train_utts: Sequence[Utterance], resume: d
         return Recognizer.from_checkpoint(resume, specaugment)
     features = feature_config(cfg)
     tokenizer = build_tokenizer(cfg.tokenizer.kind, (normalize_text(u.text) for u in train_utts),
-                                cfg.tokenizer.vocab_size, cfg.seed)
+                                cfg.tokenizer.vocab_size, cfg.seed, cfg.tokenizer.get("lexicon"))
     mean, std = estimate_stats(features, train_utts, cfg.train.stats_utterances, cfg.seed, progress, cache, shards)
     return Recognizer(features, model_dims(cfg, len(tokenizer)), tokenizer, mean, std, specaugment)
 

@@ -10,6 +10,7 @@ from asr.decoding import BeamDecoder, BeamOptions
 from asr.evaluate import DecodeResult, forward_batches, score
 from asr.manifest import Utterance
 from asr.recognizer import Recognizer
+from asr.tokenizer import SUBWORD_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def tune_decoder(
     """
     cached = [(b.utterances, lp.float().cpu(), n.cpu()) for b, lp, n in forward_batches(recognizer, utterances)
               if lp is not None]
-    if recognizer.tokenizer.kind != "char":
+    if recognizer.tokenizer.kind in SUBWORD_KINDS:
         sil_scores = (base.sil_score,)
     grids = {"lm_weight": sorted(set(lm_weights)), "word_score": sorted(set(word_scores)),
              "sil_score": sorted(set(sil_scores))}
