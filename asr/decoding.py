@@ -94,14 +94,13 @@ class BeamDecoder(Decoder):
             if options.lm and not options.lexicon:
                 raise InputError("a subword model takes an LM only with a lexicon (--lexicon): "
                                  "the LM is over words, spelt with the model's pieces")
-            lexicon = spell_lexicon(str(options.lexicon), tokenizer) if options.lexicon else None
         else:
             tokens = [WORD_SEPARATOR if t == " " else t for t in tokenizer.vocab]
-            lexicon = str(options.lexicon) if options.lexicon else None
-            if lexicon and tokenizer.kind == "char":
-                check_lexicon(lexicon, tuple(tokens))
-            elif lexicon:  # phones: the words' pronunciations
-                lexicon = spell_lexicon(lexicon, tokenizer)
+        lexicon = str(options.lexicon) if options.lexicon else None
+        if lexicon and tokenizer.kind == "char":  # spelt with characters already: used as it is
+            check_lexicon(lexicon, tuple(tokens))
+        elif lexicon:  # respelt with the model's pieces or pronunciations
+            lexicon = spell_lexicon(lexicon, tokenizer)
         lm = load_kenlm(str(options.lm), lexicon, tuple(tokens)) if options.lm else None
         self._decoder = ctc_decoder(
             lexicon=lexicon,

@@ -155,8 +155,9 @@ class SentencePieceTokenizer(_Vocabulary):
 def read_pronunciations(lines: Iterable[str], source: str, normalise: bool = True) -> dict[str, list[tuple[str, ...]]]:
     """A pronunciation dictionary in CMUdict's format, `WORD PH ON ES` a line: `word(2)` marks a
     second pronunciation, `#` starts a comment, stress digits are dropped (`AH0` is `AH`), and words
-    are normalised as training text is (a word that normalises to several words is left out; a
-    checkpoint's dictionary, normalised when it was built, is read with `normalise=False`).
+    are normalised as training text is (a word that normalises to several words is left out). A
+    checkpoint's dictionary, written by `PhoneTokenizer.to_dict` with normalised words and no
+    `(2)` marks, is read as it is with `normalise=False`.
     Returns each word's pronunciations in the order given, without repeats."""
     from asr.metrics import normalize_text
 
@@ -167,8 +168,7 @@ def read_pronunciations(lines: Iterable[str], source: str, normalise: bool = Tru
             continue
         if len(fields) < 2:
             raise InputError(f"{source}:{n_line}: {fields[0]!r} has no pronunciation")
-        word = re.sub(r"\(\d+\)$", "", fields[0])
-        word = normalize_text(word) if normalise else word
+        word = normalize_text(re.sub(r"\(\d+\)$", "", fields[0])) if normalise else fields[0]
         if not word or " " in word:
             continue
         phones = tuple(p.rstrip("012").upper() for p in fields[1:])
@@ -214,15 +214,15 @@ class PhoneTokenizer(_Vocabulary):
         frequent first; training words it lacks are logged with their count."""
         pronunciations = load_pronunciations(lexicon)
         counts = Counter(word for text in texts for word in text.split())
-        missing = [w for w, _ in counts.most_common() if w not in pronunciations]
+        ranked = [w for w, _ in counts.most_common()]
+        missing = [w for w in ranked if w not in pronunciations]
         if counts and len(missing) == len(counts):
             raise InputError(f"{lexicon or CMUDICT}: no training word has a pronunciation there")
         if missing:
             log.warning("%d of %d training word types (%d of %d words) have no pronunciation in %s and are left "
                         "out of the targets: %s", len(missing), len(counts), sum(counts[w] for w in missing),
                         sum(counts.values()), lexicon or CMUDICT, ", ".join(missing[:10]))
-        first = [w for w, _ in counts.most_common() if w in pronunciations]
-        ordered = {w: pronunciations[w] for w in first}
+        ordered = {w: pronunciations[w] for w in ranked if w in pronunciations}
         ordered.update(pronunciations)
         return cls(ordered)
 
