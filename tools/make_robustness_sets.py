@@ -72,7 +72,11 @@ def room_impulse_response(rt60: float, seed: int) -> torch.Tensor:
     absorption, max_order = pra.inverse_sabine(rt60, size)
     room = pra.ShoeBox(size, fs=RATE, materials=pra.Material(absorption), max_order=max_order,
                        use_rand_ism=True, max_rand_disp=0.05)
-    np.random.seed(seed)  # pyroomacoustics' randomised image positions draw from numpy's global state
+    # the randomised image positions: pyroomacoustics >= 0.10 draws them from its own generator,
+    # earlier versions from numpy's global state
+    if hasattr(pra, "random") and hasattr(pra.random, "seed"):
+        pra.random.seed(seed)
+    np.random.seed(seed)
     room.add_source([2.0, 2.0, 1.5])
     room.add_microphone([4.0, 2.0, 1.5])
     room.compute_rir()
