@@ -19,8 +19,11 @@ def _digests(folder: Path) -> dict[str, str]:
 def test_every_variant_is_the_same_from_the_same_seed_in_a_new_process(tmp_path, an4_fixture):
     # one test utterance; five training speakers for the babble (the same clips, told apart by speaker)
     (test_id, test_audio, test_text), *others = an4_fixture
-    write_manifest([Utterance(test_id, str(test_audio), sf.info(test_audio).duration, test_text, "test-speaker")], tmp_path / "test.jsonl")
-    write_manifest([Utterance(f"tr{k}", str(audio), sf.info(audio).duration, text, f"speaker{k}") for k, (_, audio, text) in enumerate(others)],
+    def row(utt_id: str, audio: Path, text: str, speaker: str) -> Utterance:
+        return Utterance(utt_id, str(audio), sf.info(audio).duration, text, speaker)
+
+    write_manifest([row(test_id, test_audio, test_text, "test-speaker")], tmp_path / "test.jsonl")
+    write_manifest([row(f"tr{k}", audio, text, f"speaker{k}") for k, (_, audio, text) in enumerate(others)],
                    tmp_path / "train.jsonl")
 
     def make(out: str, seed: int = 0, variants: tuple[str, ...] = ()) -> dict[str, str]:
@@ -34,7 +37,6 @@ def test_every_variant_is_the_same_from_the_same_seed_in_a_new_process(tmp_path,
     assert len(first) == 8, first  # every variant but `clean` writes audio
     # pyroomacoustics >= 0.10 draws its randomised image positions from its own generator, not numpy's
     # global one: seeding only numpy's left the reverberant variants different in every process
-    assert {name for name in first if first[name] != second.get(name)} == set()
     assert first == second
     other_seed = make("c", seed=1, variants=("white10", "reverb03"))
     assert other_seed[f"white10/{test_id}.flac"] != first[f"white10/{test_id}.flac"]
