@@ -27,7 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from asr.chunked import reverse_within
 from asr.decoding import read_beam_options, write_beam_options
+from asr.errors import InputError
 from asr.features import frame_mask
 from asr.model import CTCModel
 from asr.recognizer import Recognizer, read_checkpoint
@@ -39,13 +41,6 @@ def _direction(rnn: nn.RNNBase, suffix: str) -> nn.RNNBase:
     single.load_state_dict({name: getattr(rnn, name + suffix) for name in
                             ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")})
     return single
-
-
-def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Each row's first `length` frames in reverse order; padding frames stay where they are."""
-    steps = torch.arange(x.shape[1], device=x.device)[None, :]
-    index = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
-    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
 
 
 class ExportableModel(nn.Module):
@@ -99,9 +94,12 @@ def _export(model: nn.Module, feats: torch.Tensor, n_frames: torch.Tensor, path:
 
 def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False, opset: int = 17) -> Path:
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     saved = read_checkpoint(checkpoint)
     recognizer = Recognizer.from_checkpoint(saved).eval()
+    if recognizer.dims.chunk:
+        raise InputError(f"{checkpoint}: a latency-controlled model (model.chunk={recognizer.dims.chunk}) has no "
+                         "ONNX export yet; run it with PyTorch (asr transcribe, --stream)")
+    out.mkdir(parents=True, exist_ok=True)
     model = ExportableModel(recognizer.model).eval()
     feats = torch.randn(2, 300, recognizer.dims.n_input)
     n_frames = torch.tensor([300, 211])

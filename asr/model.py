@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from asr.chunked import ChunkedBiLayer, chunked_stack
 from asr.devices import to_device
 from asr.errors import InputError
 from asr.features import frame_mask
@@ -41,6 +42,10 @@ class ModelDims:
     output_norm: str = "none"  # none | batch: before the output layer (DeepSpeech2 uses batch)
     output_bias: bool = True
     lookahead: int = 0  # frames of future context (DeepSpeech2's lookahead convolution) after a unidirectional stack
+    # latency-controlled bidirectional GRU (asr/chunked.py): the backward directions see chunks of
+    # `chunk` output frames and `right_context` frames after each; 0: the whole utterance
+    chunk: int = 0
+    right_context: int = 0
 
     def __post_init__(self):
         # Hydra and JSON give lists; the dataclass is frozen and hashable with tuples.
@@ -57,6 +62,12 @@ class ModelDims:
         if self.lookahead < 0 or (self.lookahead and self.bidirectional):
             raise InputError(f"model.lookahead={self.lookahead}: a number of frames >= 0, for unidirectional models "
                              "(model.bidirectional=false)")
+        if self.chunk < 0 or self.right_context < 0 or (self.right_context and not self.chunk):
+            raise InputError(f"model.chunk={self.chunk}, model.right_context={self.right_context}: frames >= 0, "
+                             "and a right context needs a chunk")
+        if self.chunk and not (self.bidirectional and self.rnn_type == "gru"):
+            raise InputError(f"model.chunk={self.chunk}: chunks are for bidirectional GRU stacks "
+                             "(model.bidirectional=true, model.rnn_type=gru)")
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelDims:
@@ -242,7 +253,11 @@ class CTCModel(nn.Module):
         self.front_end = ConvFrontEnd(dims)
         layers, n_input = [], self.front_end.n_output
         for i in range(dims.n_layers):
-            layers.append(RecurrentLayer(n_input, dims, first=i == 0))
+            if dims.chunk:
+                norm = _norm("none" if i == 0 else dims.layer_norm, n_input)
+                layers.append(ChunkedBiLayer(n_input, dims, first=i == 0, norm=norm))
+            else:
+                layers.append(RecurrentLayer(n_input, dims, first=i == 0))
             n_input = layers[-1].n_output
         self.layers = nn.ModuleList(layers)
         self.lookahead = Lookahead(n_input, dims.lookahead + 1) if dims.lookahead else None
@@ -258,8 +273,10 @@ class CTCModel(nn.Module):
         """`n_frames_cpu`: `n_frames` on the host, if the caller has it (else a sync fetches it)."""
         x, n_out = self.front_end(feats, n_frames)
         lengths = n_out.cpu() if n_frames_cpu is None else self.output_lengths(n_frames_cpu)
+        if self.dims.chunk:
+            x = chunked_stack(self.layers, x, lengths, self.dims.chunk, self.dims.right_context)
         packed, rows = pack(x, lengths)
-        for layer in self.layers:
+        for layer in self.layers if not self.dims.chunk else ():
             packed = layer(packed)
         if self.lookahead is not None:  # needs the frames in order: unpack (zeros after each end), mix, pack
             hidden = self.lookahead(unpack(packed, rows, *x.shape[:2]))

@@ -15,7 +15,11 @@ token after the blank on a blank frame. Its log-probabilities are those of the w
 model, frame for frame; its text is greedy decoding's, except where that early space falls inside a
 word (1 word of 777 on AN4 test).
 
-A bidirectional model (or one whose features need the whole utterance: centred frames, or each
+A latency-controlled bidirectional model (`model=chunked`, asr/chunked.py) runs the same way, its
+recurrent stack a window (a chunk and its right context) at a time, and gives the same
+log-probabilities as its whole-utterance forward pass.
+
+Any other bidirectional model (or one whose features need the whole utterance: centred frames, or each
 utterance's own normalisation) needs the whole of a stretch of speech: silero-vad finds where
 speech stops, and each stretch is then decoded as a segment (`final`); `partial` re-decodes the
 open stretch every `partial_seconds`.
@@ -28,6 +32,7 @@ import numpy as np
 import torch
 
 from asr.alignment import Word, align_words
+from asr.chunked import WindowRunner
 from asr.decoding import GreedyDecoder
 from asr.transcribe import frame_seconds, transcribe_audio
 
@@ -48,7 +53,8 @@ class Stream:
         f = recognizer.features
         # frame by frame needs a causal model and features that a chunk alone determines: not
         # centred frames, not each utterance's own normalisation (an imported DeepSpeech2's)
-        self.incremental = not recognizer.dims.bidirectional and not f.center and f.normalize == "global"
+        d = recognizer.dims
+        self.incremental = (not d.bidirectional or d.chunk > 0) and not f.center and f.normalize == "global"
         if self.incremental:
             self._state = _Incremental(recognizer)
         else:
@@ -86,6 +92,8 @@ class _Incremental:
         self.hidden = [None] * len(m.layers)
         self.pending = torch.zeros(0, m.layers[-1].n_output)  # RNN outputs waiting for lookahead
         self.context = m.lookahead.context - 1 if m.lookahead is not None else 0
+        d = recognizer.dims
+        self.windows = WindowRunner(m.layers, d.chunk, d.right_context) if d.chunk else None
         self.frame_seconds = frame_seconds(recognizer)
         self.log_probs = []  # output frames of the open utterance (for word times)
         self.ids: list[int] = []  # greedy tokens of the open utterance
@@ -104,13 +112,9 @@ class _Incremental:
             self.feats = torch.cat([self.feats, self.r.norm(feats, n_frames)[0]])
             self.samples = self.samples[n * self.hop:]
         x = self._conv(final)
-        for i, layer in enumerate(self.r.model.layers):
-            if x.shape[0] == 0:
-                break
-            x, self.hidden[i] = layer.rnn(layer.dropout(layer.norm(x))[None], self.hidden[i])
-            x = layer.projection(x[0])
-        self.pending = torch.cat([self.pending, x]) if x.shape[0] else self.pending
         model = self.r.model
+        x = self.windows.accept(x, final) if self.windows is not None else self._recurrent(x)
+        self.pending = torch.cat([self.pending, x]) if x.shape[0] else self.pending
         if model.lookahead is not None:
             if final:
                 self.pending = torch.cat([self.pending, self.pending.new_zeros(self.context, self.pending.shape[1])])
@@ -124,6 +128,15 @@ class _Incremental:
         log_probs = model.output(model.output_norm(out)).float().log_softmax(-1)
         self._greedy(log_probs)
         return self._events(final)
+
+    def _recurrent(self, x: torch.Tensor) -> torch.Tensor:
+        """A unidirectional stack over new frames `(frames, n)`, carrying each layer's state."""
+        for i, layer in enumerate(self.r.model.layers):
+            if x.shape[0] == 0:
+                break
+            x, self.hidden[i] = layer.rnn(layer.dropout(layer.norm(x))[None], self.hidden[i])
+            x = layer.projection(x[0])
+        return x
 
     def _conv(self, final: bool) -> torch.Tensor:
         """Conv front-end frames whose inputs are all here (all of them when `final`), computed

@@ -3,6 +3,8 @@ token by token for the output layer, the forward half of a bidirectional model f
 unidirectional one, and a narrower model inside a wider one."""
 from __future__ import annotations
 
+import re
+
 import torch
 
 from asr.recognizer import Recognizer
@@ -36,12 +38,16 @@ def init_weights(recognizer: Recognizer, checkpoint: dict) -> tuple[int, int]:
     A unidirectional model started from a bidirectional one (not summing its directions) takes the
     forward direction: its recurrent weights, and of each weight that reads a recurrent layer's
     output (the next layer's input weights, the output layer) the columns of the forward half.
+    A latency-controlled bidirectional model (`model.chunk`) takes a bidirectional model's two
+    directions as they are.
     A model with wider recurrent layers than the checkpoint's takes them as its first units
     (`_widen`), and starts out computing what the checkpoint's model computes.
     Returns (tensors copied whole, tensors left as they were)."""
     source, target = checkpoint["model"], recognizer.model.state_dict()
     dims, mine = checkpoint.get("dims", {}), recognizer.dims
     forward_half = (dims.get("bidirectional") and not dims.get("sum_directions") and not mine.bidirectional)
+    if mine.chunk and not dims.get("chunk"):  # the chunked layer keeps its backward direction apart
+        source = {re.sub(r"\.rnn\.(\w+)_reverse$", r".rnn_reverse.\1", name): w for name, w in source.items()}
     if forward_half:
         source = {name: (w[:, : w.shape[1] // 2] if w.dim() == 2 and _reads_recurrent(name) else w)
                   for name, w in source.items()}

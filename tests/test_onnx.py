@@ -116,3 +116,17 @@ def test_with_the_onnx_backend_onnxruntime_gets_the_threads_and_torch_one(export
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_latency_controlled_model_is_refused_by_name_not_exported_wrong(tmp_path):
+    # its layers hold the backward direction apart (rnn_reverse): an export of `rnn` alone would be
+    # a forward-only model that silently computes something else
+    from test_chunked import chunked_recognizer
+
+    from asr.errors import InputError
+    from asr.export import export_onnx
+
+    chunked_recognizer().save(tmp_path / "chunked.pt")
+    with pytest.raises(InputError, match=r"chunked\.pt: a latency-controlled model \(model.chunk=3\)"):
+        export_onnx(tmp_path / "chunked.pt", tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()

@@ -15,12 +15,13 @@ from asr.stream import Stream, _Incremental
 from asr.tokenizer import BLANK, CharTokenizer
 
 
-def streaming_model(seed=0):
+def streaming_model(seed=0, **settings):
+    """A tiny unidirectional model with lookahead (or what `settings` make of it)."""
     torch.manual_seed(seed)
     tokenizer = CharTokenizer([BLANK, " ", "A", "B", "C"])
     features = FeatureConfig(kind="fbank", n_mels=20)
-    dims = ModelDims(n_input=20, n_tokens=5, conv_channels=(4, 4), n_layers=2, hidden=16, bidirectional=False,
-                     lookahead=3)
+    dims = ModelDims(**{**dict(n_input=20, n_tokens=5, conv_channels=(4, 4), n_layers=2, hidden=16,
+                               bidirectional=False, lookahead=3), **settings})
     model = Recognizer(features, dims, tokenizer, torch.zeros(20), torch.ones(20)).eval()
     with torch.no_grad():  # a model that emits words and spaces: a strong output bias per token
         model.model.output.bias.copy_(torch.tensor([2.0, 0.5, 1.0, 1.0, 1.0]))
