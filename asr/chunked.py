@@ -78,12 +78,11 @@ def window_plan(lengths: torch.Tensor, chunk: int, right_context: int) -> dict[s
     window's row, first frame, chunk frames and window frames, and for each of its positions the
     frame it holds, as an index into the batch's `batch * max_frames` frames."""
     max_frames = int(lengths.max()) if len(lengths) else 0
-    rows, starts = [], []
-    for row, n in enumerate(lengths.tolist()):
-        for start in range(0, int(n), chunk):
-            rows.append(row)
-            starts.append(start)
-    rows, starts = torch.tensor(rows, dtype=torch.long), torch.tensor(starts, dtype=torch.long)
+    lengths = lengths.long()
+    n_windows = torch.div(lengths + chunk - 1, chunk, rounding_mode="floor")
+    rows = torch.repeat_interleave(torch.arange(len(lengths)), n_windows)
+    first = torch.cumsum(n_windows, 0) - n_windows  # each row's first window
+    starts = (torch.arange(len(rows)) - first[rows]) * chunk
     left = lengths[rows] - starts
     n_chunk = left.clamp(max=chunk)
     n_window = left.clamp(max=chunk + right_context)
