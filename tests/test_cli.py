@@ -32,7 +32,7 @@ def test_version_and_train_help_with_groups(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "model: bigru, compact, ds2" in out and "--print-config" in out and "exit codes" in out
+    assert "model: bigru, chunked, compact, ds2, streaming" in out and "--print-config" in out and "exit codes" in out
 
 
 def test_print_config_shows_the_composed_configuration(capsys):
