@@ -75,8 +75,9 @@ class ChunkedBiLayer(nn.Module):
 
 def window_plan(lengths: torch.Tensor, chunk: int, right_context: int) -> dict[str, torch.Tensor]:
     """For frames `lengths` (host tensor, one per row of a `(batch, max_frames)` batch): every
-    window's row, first frame, chunk frames and window frames, and for each of its positions the
-    frame it holds, as an index into the batch's `batch * max_frames` frames."""
+    window's chunk frames and window frames, for each of its positions the frame it holds (an
+    index into the batch's `batch * max_frames` frames), and which positions are valid and which
+    are in the chunk."""
     max_frames = int(lengths.max()) if len(lengths) else 0
     lengths = lengths.long()
     n_windows = torch.div(lengths + chunk - 1, chunk, rounding_mode="floor")
@@ -88,7 +89,7 @@ def window_plan(lengths: torch.Tensor, chunk: int, right_context: int) -> dict[s
     n_window = left.clamp(max=chunk + right_context)
     steps = torch.arange(chunk + right_context)[None, :]
     index = rows[:, None] * max_frames + (starts[:, None] + steps).clamp(max=max_frames - 1)
-    return {"rows": rows, "starts": starts, "n_chunk": n_chunk, "n_window": n_window, "index": index,
+    return {"n_chunk": n_chunk, "n_window": n_window, "index": index,
             "valid": steps < n_window[:, None], "in_chunk": steps < n_chunk[:, None]}
 
 

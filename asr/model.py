@@ -273,11 +273,12 @@ class CTCModel(nn.Module):
         """`n_frames_cpu`: `n_frames` on the host, if the caller has it (else a sync fetches it)."""
         x, n_out = self.front_end(feats, n_frames)
         lengths = n_out.cpu() if n_frames_cpu is None else self.output_lengths(n_frames_cpu)
-        if self.dims.chunk:
+        if self.dims.chunk:  # the stack works on windows, not on one packed sequence (asr/chunked.py)
             x = chunked_stack(self.layers, x, lengths, self.dims.chunk, self.dims.right_context)
         packed, rows = pack(x, lengths)
-        for layer in self.layers if not self.dims.chunk else ():
-            packed = layer(packed)
+        if not self.dims.chunk:
+            for layer in self.layers:
+                packed = layer(packed)
         if self.lookahead is not None:  # needs the frames in order: unpack (zeros after each end), mix, pack
             hidden = self.lookahead(unpack(packed, rows, *x.shape[:2]))
             packed = PackedSequence(hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows), *packed[1:])

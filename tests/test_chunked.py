@@ -7,7 +7,6 @@ import re
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from asr.chunked import chunked_stack
 from asr.errors import InputError
@@ -20,14 +19,6 @@ from asr.tokenizer import BLANK, CharTokenizer
 COMMON = dict(n_input=20, n_tokens=5, conv_channels=(4, 4), n_layers=2, hidden=8, dropout=0.0)
 
 
-def gru(layer_rnn: nn.GRU, suffix: str = "") -> nn.GRU:
-    """A plain unidirectional torch GRU holding one direction's weights."""
-    single = nn.GRU(layer_rnn.input_size, layer_rnn.hidden_size, batch_first=True)
-    single.load_state_dict({name: getattr(layer_rnn, name + suffix) for name in
-                            ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")})
-    return single
-
-
 def reference_lc_bigru(model: CTCModel, x: torch.Tensor, chunk: int, right_context: int) -> torch.Tensor:
     """One utterance `x: (frames, n)` through the stack, window by window, as Zhang et al. describe
     latency-controlled BLSTMs: the forward state is carried from chunk to chunk and continues,
@@ -38,7 +29,7 @@ def reference_lc_bigru(model: CTCModel, x: torch.Tensor, chunk: int, right_conte
         window = x[start:start + chunk + right_context]
         n_chunk = min(chunk, window.shape[0])
         for i, layer in enumerate(model.layers):
-            f, b = gru(layer.rnn), gru(layer.rnn_reverse)
+            f, b = layer.rnn, layer.rnn_reverse  # plain one-direction torch GRUs
             out, forward_state[i] = f(window[None, :n_chunk], forward_state[i])
             if window.shape[0] > n_chunk:
                 out_right, _ = f(window[None, n_chunk:], forward_state[i])
