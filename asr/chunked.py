@@ -31,8 +31,8 @@ def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 class ChunkedBiLayer(nn.Module):
     """One latency-controlled bidirectional GRU layer: (norm + dropout) -> forward and backward
-    GRU -> concatenated (or summed) -> (projection). Works on windows: `(n_windows, chunk +
-    right_context, n_input)`; the caller runs the forward direction over the chunks (`rnn`)."""
+    GRU -> concatenated (or summed) -> (projection), over windows `(batch, n_windows, chunk +
+    right_context, n_input)`."""
 
     def __init__(self, n_input: int, dims, first: bool, norm: nn.Module):
         super().__init__()
@@ -40,80 +40,53 @@ class ChunkedBiLayer(nn.Module):
         self.dropout = nn.Dropout(0.0 if first else dims.dropout)
         self.rnn = nn.GRU(n_input, dims.hidden, batch_first=True)
         self.rnn_reverse = nn.GRU(n_input, dims.hidden, batch_first=True)
+        self.chunk = dims.chunk
         self.sum_directions = dims.sum_directions
         n_rnn_out = dims.hidden * (1 if self.sum_directions else 2)
         self.projection = nn.Linear(n_rnn_out, dims.projection) if dims.projection else nn.Identity()
         self.n_output = dims.projection or n_rnn_out
 
-    def inputs(self, windows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Norm and dropout over the valid frames of the windows (`valid`: `(n_windows, frames)`)."""
-        out = windows.new_zeros(windows.shape)
-        out[valid] = self.dropout(self.norm(windows[valid]))
-        return out
-
-    def outputs(self, a: torch.Tensor, chunk_forward: torch.Tensor, n_chunk: torch.Tensor,
-                n_window: torch.Tensor) -> torch.Tensor:
-        """`a`: the windows' inputs after `inputs`; `chunk_forward: (n_windows, chunk, hidden)`: the
-        forward direction's outputs over each window's chunk frames (`n_chunk` of them); `n_window`:
-        each window's valid frames. Returns `(n_windows, frames, n_output)`, zeros past `n_window`."""
-        n, frames = a.shape[:2]
-        chunk = chunk_forward.shape[1]
-        forward = a.new_zeros(n, frames, chunk_forward.shape[2])
-        forward[:, :chunk] = chunk_forward
-        has_right = n_window > n_chunk  # only windows whose chunk is full have frames after it
-        if frames > chunk and bool(has_right.any()):
-            rows = has_right.nonzero().squeeze(1)
-            last = chunk_forward[rows, n_chunk[rows] - 1]  # the state at the chunk's end
-            right, _ = self.rnn(a[rows, chunk:], last[None].contiguous())
-            forward[rows, chunk:] = right
-        backward, _ = self.rnn_reverse(reverse_within(a, n_window))
-        backward = reverse_within(backward, n_window)
+    def forward(self, windows: torch.Tensor, valid: torch.Tensor,
+                state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`windows: (batch, n_windows, size, n)`, each row's windows in order; `valid: (batch,
+        n_windows, size)`: which positions hold frames (a window's valid positions come first, and
+        a window whose chunk is not full has none after it); `state: (1, batch, hidden)`: the
+        forward direction's state before the first window (zeros if None). Returns the outputs
+        `(batch, n_windows, size, n_output)`, zeros where not valid, and the forward state at the
+        end of the last window's chunk (which is the carried state if that chunk is full)."""
+        a = self.dropout(self.norm(windows)) * valid[..., None]
+        batch, n_windows, size, n = a.shape
+        chunk = self.chunk
+        # the forward direction over the chunks in order is one pass over each row's sequence
+        # (trailing padding cannot reach a forward GRU's valid outputs)
+        forward, _ = self.rnn(a[:, :, :chunk].reshape(batch, n_windows * chunk, n), state)
+        forward = forward.view(batch, n_windows, chunk, -1)
+        end = forward[:, :, -1]  # the state at each chunk's end
+        if size > chunk:  # the right context continues from it, its state thrown away
+            right, _ = self.rnn(a[:, :, chunk:].reshape(batch * n_windows, size - chunk, n),
+                                end.reshape(1, batch * n_windows, -1))
+            forward = torch.cat([forward, right.view(batch, n_windows, size - chunk, -1)], 2)
+        n_window = valid.sum(-1).reshape(-1)
+        backward, _ = self.rnn_reverse(reverse_within(a.reshape(batch * n_windows, size, n), n_window))
+        backward = reverse_within(backward, n_window).view(batch, n_windows, size, -1)
         both = forward + backward if self.sum_directions else torch.cat([forward, backward], -1)
-        valid = torch.arange(frames, device=a.device)[None, :] < n_window.to(a.device)[:, None]
-        return self.projection(both) * valid[:, :, None]
-
-
-def window_plan(lengths: torch.Tensor, chunk: int, right_context: int) -> dict[str, torch.Tensor]:
-    """For frames `lengths` (host tensor, one per row of a `(batch, max_frames)` batch): every
-    window's chunk frames and window frames, for each of its positions the frame it holds (an
-    index into the batch's `batch * max_frames` frames), and which positions are valid and which
-    are in the chunk."""
-    max_frames = int(lengths.max()) if len(lengths) else 0
-    lengths = lengths.long()
-    n_windows = torch.div(lengths + chunk - 1, chunk, rounding_mode="floor")
-    rows = torch.repeat_interleave(torch.arange(len(lengths)), n_windows)
-    first = torch.cumsum(n_windows, 0) - n_windows  # each row's first window
-    starts = (torch.arange(len(rows)) - first[rows]) * chunk
-    left = lengths[rows] - starts
-    n_chunk = left.clamp(max=chunk)
-    n_window = left.clamp(max=chunk + right_context)
-    steps = torch.arange(chunk + right_context)[None, :]
-    index = rows[:, None] * max_frames + (starts[:, None] + steps).clamp(max=max_frames - 1)
-    return {"n_chunk": n_chunk, "n_window": n_window, "index": index,
-            "valid": steps < n_window[:, None], "in_chunk": steps < n_chunk[:, None]}
+        return self.projection(both) * valid[..., None], end[None, :, -1]
 
 
 def chunked_stack(layers: nn.ModuleList, x: torch.Tensor, lengths: torch.Tensor, chunk: int,
                   right_context: int) -> torch.Tensor:
-    """`x: (batch, frames, n)` with `lengths` (host) valid frames a row -> the stack's output
-    `(batch, frames, n_output)`, zeros on padding; every window of the batch at once."""
-    batch, max_frames = x.shape[:2]
-    plan = {k: v.to(x.device) for k, v in window_plan(lengths.cpu(), chunk, right_context).items()}
-    index, valid, in_chunk = plan["index"], plan["valid"], plan["in_chunk"]
-    windows = x.reshape(batch * max_frames, -1)[index] * valid[:, :, None]
-    chunk_index = index[:, :chunk][in_chunk[:, :chunk]]  # each frame once, as a chunk frame
+    """`x: (batch, frames, n)` with `lengths` valid frames a row -> the stack's output `(batch,
+    frames, n_output)`, zeros on padding; every window of the batch at once. Tensor operations
+    only, so that it is traced for ONNX with dynamic batch and length (asr/export.py)."""
+    batch, frames = x.shape[:2]
+    n_windows = (frames + chunk - 1) // chunk
+    position = torch.arange(n_windows, device=x.device)[:, None] * chunk + torch.arange(
+        chunk + right_context, device=x.device)  # (n_windows, size): the frame at each place
+    valid = position[None] < lengths.to(x.device)[:, None, None]
+    windows = x[:, position.clamp(max=frames - 1)] * valid[..., None]
     for layer in layers:
-        a = layer.inputs(windows, valid)
-        # the forward direction over the chunks in order is one pass over the whole sequence
-        # (trailing padding cannot reach a forward GRU's valid outputs)
-        flat = a.new_zeros(batch * max_frames, a.shape[2])
-        flat[chunk_index] = a[:, :chunk][in_chunk[:, :chunk]]
-        forward, _ = layer.rnn(flat.view(batch, max_frames, -1))
-        chunk_forward = forward.reshape(batch * max_frames, -1)[index[:, :chunk]] * in_chunk[:, :chunk, None]
-        windows = layer.outputs(a, chunk_forward, plan["n_chunk"], plan["n_window"])
-    out = windows.new_zeros(batch * max_frames, windows.shape[2])
-    out[chunk_index] = windows[:, :chunk][in_chunk[:, :chunk]]
-    return out.view(batch, max_frames, -1)
+        windows, _ = layer(windows, valid)
+    return windows[:, :, :chunk].reshape(batch, n_windows * chunk, -1)[:, :frames]
 
 
 class WindowRunner:
@@ -140,17 +113,12 @@ class WindowRunner:
 
     def _window(self, window: torch.Tensor) -> torch.Tensor:
         n_window = window.shape[0]
-        n_chunk = min(self.chunk, n_window)
         size = self.chunk + self.right_context
-        windows = torch.cat([window, window.new_zeros(size - n_window, window.shape[1])])[None]
-        valid = (torch.arange(size) < n_window)[None]
-        n_chunks, n_windows = torch.tensor([n_chunk]), torch.tensor([n_window])
+        windows = torch.cat([window, window.new_zeros(size - n_window, window.shape[1])])[None, None]
+        valid = (torch.arange(size) < n_window)[None, None]
         for i, layer in enumerate(self.layers):
-            a = layer.inputs(windows, valid)
-            forward, self.hidden[i] = layer.rnn(a[:, :n_chunk], self.hidden[i])
-            chunk_forward = torch.cat([forward, forward.new_zeros(1, self.chunk - n_chunk, forward.shape[2])], 1)
-            windows = layer.outputs(a, chunk_forward, n_chunks, n_windows)
-        return windows[0, :n_chunk]
+            windows, self.hidden[i] = layer(windows, valid, self.hidden[i])
+        return windows[0, 0, :min(self.chunk, n_window)]
 
     def finish(self) -> torch.Tensor:
         if self.pending is None:

@@ -13,7 +13,9 @@ DIR holds:
 
 The recurrent layers are exported without packed sequences: a padded batch runs each direction
 as a plain LSTM/GRU, the backward one over each utterance reversed within its own length, so
-padding never reaches a valid frame (the same results as the packed PyTorch model).
+padding never reaches a valid frame (the same results as the packed PyTorch model). A
+latency-controlled model (`model.chunk`) exports its stack as trained: `asr.chunked.chunked_stack`
+cuts the frames into windows with tensor operations, so the graph windows any length.
 """
 from __future__ import annotations
 
@@ -27,9 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from asr.chunked import reverse_within
+from asr.chunked import chunked_stack, reverse_within
 from asr.decoding import read_beam_options, write_beam_options
-from asr.errors import InputError
 from asr.features import frame_mask
 from asr.model import CTCModel
 from asr.recognizer import Recognizer, read_checkpoint
@@ -44,19 +45,26 @@ def _direction(rnn: nn.RNNBase, suffix: str) -> nn.RNNBase:
 
 
 class ExportableModel(nn.Module):
-    """`CTCModel` over padded tensors, without packing: what `model.onnx` computes."""
+    """`CTCModel` over padded tensors, without packing: what `model.onnx` computes. A
+    latency-controlled model's stack (`model.chunk`) is `chunked_stack` as trained, which is
+    tensor operations already."""
 
     def __init__(self, model: CTCModel):
         super().__init__()
         self.model = model.eval()
-        self.forward_rnns = nn.ModuleList(_direction(layer.rnn, "") for layer in model.layers)
+        self.chunked = bool(model.dims.chunk)
+        layers = [] if self.chunked else model.layers
+        self.forward_rnns = nn.ModuleList(_direction(layer.rnn, "") for layer in layers)
         self.backward_rnns = nn.ModuleList(_direction(layer.rnn, "_reverse") if layer.rnn.bidirectional
-                                           else nn.Identity() for layer in model.layers)
+                                           else nn.Identity() for layer in layers)
 
     def forward(self, feats: torch.Tensor, n_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, n_out = self.model.front_end(feats, n_frames)
+        m = self.model
+        x, n_out = m.front_end(feats, n_frames)
         mask = frame_mask(n_out, x.shape[1]).unsqueeze(-1).to(x.dtype)
-        for layer, fwd, bwd in zip(self.model.layers, self.forward_rnns, self.backward_rnns):
+        if self.chunked:
+            x = chunked_stack(m.layers, x, n_out, m.dims.chunk, m.dims.right_context)
+        for layer, fwd, bwd in zip(m.layers, self.forward_rnns, self.backward_rnns):  # none when chunked
             x = layer.dropout(layer.norm(x))
             out, _ = fwd(x)
             if layer.rnn.bidirectional:
@@ -64,7 +72,6 @@ class ExportableModel(nn.Module):
                 back = reverse_within(back, n_out)
                 out = out + back if layer.sum_directions else torch.cat([out, back], -1)
             x = layer.projection(out) * mask
-        m = self.model
         if m.lookahead is not None:
             x = m.lookahead(x) * mask
         return m.output(m.output_norm(x)).float().log_softmax(-1) * mask, n_out
@@ -96,9 +103,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False, ops
     out = Path(out)
     saved = read_checkpoint(checkpoint)
     recognizer = Recognizer.from_checkpoint(saved).eval()
-    if recognizer.dims.chunk:
-        raise InputError(f"{checkpoint}: a latency-controlled model (model.chunk={recognizer.dims.chunk}) has no "
-                         "ONNX export yet; run it with PyTorch (asr transcribe, --stream)")
     out.mkdir(parents=True, exist_ok=True)
     model = ExportableModel(recognizer.model).eval()
     feats = torch.randn(2, 300, recognizer.dims.n_input)

@@ -274,7 +274,7 @@ class CTCModel(nn.Module):
         x, n_out = self.front_end(feats, n_frames)
         lengths = n_out.cpu() if n_frames_cpu is None else self.output_lengths(n_frames_cpu)
         if self.dims.chunk:  # the stack works on windows, not on one packed sequence (asr/chunked.py)
-            x = chunked_stack(self.layers, x, lengths, self.dims.chunk, self.dims.right_context)
+            x = chunked_stack(self.layers, x, n_out, self.dims.chunk, self.dims.right_context)
         packed, rows = pack(x, lengths)
         if not self.dims.chunk:
             for layer in self.layers:

@@ -118,15 +118,26 @@ def test_with_the_onnx_backend_onnxruntime_gets_the_threads_and_torch_one(export
         torch.set_num_threads(before)
 
 
-def test_a_latency_controlled_model_is_refused_by_name_not_exported_wrong(tmp_path):
-    # its layers hold the backward direction apart (rnn_reverse): an export of `rnn` alone would be
-    # a forward-only model that silently computes something else
+@pytest.mark.parametrize("lengths", [[16000, 9000, 3000], [5200]])
+def test_a_latency_controlled_model_exports_with_both_directions_and_any_number_of_windows(tmp_path, lengths):
+    # its layers hold the backward direction apart (rnn_reverse), and its windows depend on the
+    # length: traced on 2 x 300 frames, the graph must still cut 3 or 6 utterances into their own windows
     from test_chunked import chunked_recognizer
 
-    from asr.errors import InputError
     from asr.export import export_onnx
+    from asr.onnx_backend import OnnxRecognizer
 
-    chunked_recognizer().save(tmp_path / "chunked.pt")
-    with pytest.raises(InputError, match=r"chunked\.pt: a latency-controlled model \(model.chunk=3\)"):
-        export_onnx(tmp_path / "chunked.pt", tmp_path / "onnx")
-    assert not (tmp_path / "onnx").exists()
+    model = chunked_recognizer()
+    model.save(tmp_path / "chunked.pt")
+    out = export_onnx(tmp_path / "chunked.pt", tmp_path / "onnx")
+    generator = torch.Generator().manual_seed(len(lengths))
+    waves = [torch.randn(n, generator=generator) * 0.1 for n in lengths]
+    expected, n = model.infer(waves)
+    got, got_n = OnnxRecognizer(out).infer(waves)
+    assert torch.equal(got_n, n)
+    for row, frames in enumerate(n.tolist()):
+        assert (got[row, :frames] - expected[row, :frames]).abs().max() < 1e-4, row
+    # and a forward-only export (the backward GRUs dropped) would not pass the comparison above
+    for layer in model.model.layers:
+        layer.rnn_reverse.weight_ih_l0.data.zero_()
+    assert (model.infer(waves)[0] - expected).abs().max() > 1e-2
