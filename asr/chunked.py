@@ -54,7 +54,7 @@ class ChunkedBiLayer(nn.Module):
         forward direction's state before the first window (zeros if None). Returns the outputs
         `(batch, n_windows, size, n_output)`, zeros where not valid, and the forward state at the
         end of the last window's chunk (which is the carried state if that chunk is full)."""
-        a = self.dropout(self.norm(windows)) * valid[..., None]
+        a = self._inputs(windows, valid)
         batch, n_windows, size, n = a.shape
         chunk = self.chunk
         # the forward direction over the chunks in order is one pass over each row's sequence
@@ -71,6 +71,17 @@ class ChunkedBiLayer(nn.Module):
         backward = reverse_within(backward, n_window).view(batch, n_windows, size, -1)
         both = forward + backward if self.sum_directions else torch.cat([forward, backward], -1)
         return self.projection(both) * valid[..., None], end[None, :, -1]
+
+    def _inputs(self, windows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Norm and dropout frame by frame, zeros where not valid; a batch norm in training takes
+        its statistics from the valid frames only, as the packed layers' does."""
+        flat, keep = windows.reshape(-1, windows.shape[-1]), valid.reshape(-1)
+        if self.training and isinstance(self.norm, nn.BatchNorm1d):
+            normed = torch.zeros_like(flat)
+            normed[keep] = self.norm(flat[keep])
+        else:
+            normed = self.norm(flat)
+        return self.dropout(normed).view(windows.shape) * valid[..., None]
 
 
 def chunked_stack(layers: nn.ModuleList, x: torch.Tensor, lengths: torch.Tensor, chunk: int,

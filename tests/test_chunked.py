@@ -136,3 +136,19 @@ def test_a_stream_gives_the_whole_utterance_model_frame_for_frame(chunk):
 def test_bad_chunk_settings_are_named(settings, needle):
     with pytest.raises(InputError, match=needle):
         ModelDims(**{**COMMON, **settings})
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+@pytest.mark.parametrize("training", [False, True])
+def test_a_norm_between_layers_works_on_windows_and_padding_does_not_move_it(norm, training):
+    # the layers' input is (batch, windows, frames, n): a batch norm needs it frame by frame, and in
+    # training its statistics must come from the valid frames only, as in the packed layers
+    torch.manual_seed(3)
+    model = CTCModel(ModelDims(**COMMON, chunk=3, right_context=2, layer_norm=norm, conv_norm=False))
+    model.train(training)
+    x = torch.randn(1, 40, 20)
+    alone, n = model(x, torch.tensor([40]))
+    padded, _ = model(torch.cat([x, torch.zeros(1, 24, 20)], 1), torch.tensor([40]))
+    assert torch.allclose(padded[0, : n[0]], alone[0, : n[0]], atol=1e-5)
+    if norm == "batch" and training:  # the statistics really are the batch's: eval mode differs
+        assert not torch.allclose(model.eval()(x, torch.tensor([40]))[0], alone, atol=1e-3)
