@@ -84,6 +84,17 @@ class ChunkedBiLayer(nn.Module):
         return self.dropout(normed).view(windows.shape) * valid[..., None]
 
 
+def cut_windows(x: torch.Tensor, lengths: torch.Tensor, n_windows, chunk: int,
+                right_context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`x: (batch, frames, n)` -> its first `n_windows` windows `(batch, n_windows, chunk +
+    right_context, n)`, zeros past each row's `lengths`, and `valid: (batch, n_windows, size)`,
+    which places hold frames."""
+    position = torch.arange(n_windows, device=x.device)[:, None] * chunk + torch.arange(
+        chunk + right_context, device=x.device)  # (n_windows, size): the frame at each place
+    valid = position[None] < lengths.to(x.device)[:, None, None]
+    return x[:, position.clamp(max=x.shape[1] - 1)] * valid[..., None], valid
+
+
 def chunked_stack(layers: nn.ModuleList, x: torch.Tensor, lengths: torch.Tensor, chunk: int,
                   right_context: int) -> torch.Tensor:
     """`x: (batch, frames, n)` with `lengths` valid frames a row -> the stack's output `(batch,
@@ -91,19 +102,16 @@ def chunked_stack(layers: nn.ModuleList, x: torch.Tensor, lengths: torch.Tensor,
     only, so that it is traced for ONNX with dynamic batch and length (asr/export.py)."""
     batch, frames = x.shape[:2]
     n_windows = (frames + chunk - 1) // chunk
-    position = torch.arange(n_windows, device=x.device)[:, None] * chunk + torch.arange(
-        chunk + right_context, device=x.device)  # (n_windows, size): the frame at each place
-    valid = position[None] < lengths.to(x.device)[:, None, None]
-    windows = x[:, position.clamp(max=frames - 1)] * valid[..., None]
+    windows, valid = cut_windows(x, lengths, n_windows, chunk, right_context)
     for layer in layers:
         windows, _ = layer(windows, valid)
     return windows[:, :, :chunk].reshape(batch, n_windows * chunk, -1)[:, :frames]
 
 
 class WindowRunner:
-    """The stack a window at a time, for a stream: feed it the stack's input frames as they come
-    (`accept`), and it returns the output frames of every chunk whose window is complete (all
-    the rest at `finish`)."""
+    """The stack over a stream: feed it the stack's input frames as they come (`accept`), and it
+    returns the output frames of every chunk whose window is complete (all the rest at `finish`),
+    the windows that one call completes computed together."""
 
     def __init__(self, layers: nn.ModuleList, chunk: int, right_context: int):
         self.layers, self.chunk, self.right_context = layers, chunk, right_context
@@ -113,23 +121,18 @@ class WindowRunner:
     def accept(self, x: torch.Tensor, final: bool = False) -> torch.Tensor:
         """`x: (frames, n)` -> `(frames', n_output)`."""
         self.pending = x if self.pending is None else torch.cat([self.pending, x])
-        outs = []
-        size = self.chunk + self.right_context
-        while self.pending.shape[0] >= size or (final and self.pending.shape[0] > 0):
-            outs.append(self._window(self.pending[:size]))
-            self.pending = self.pending[self.chunk:]
-        if not outs:
+        frames, chunk = self.pending.shape[0], self.chunk
+        if final:
+            n_windows = -(-frames // chunk)
+        else:
+            n_windows = max(0, (frames - chunk - self.right_context) // chunk + 1)
+        if n_windows == 0:
             return x.new_zeros(0, self.layers[-1].n_output)
-        return torch.cat(outs)
-
-    def _window(self, window: torch.Tensor) -> torch.Tensor:
-        n_window = window.shape[0]
-        size = self.chunk + self.right_context
-        windows = torch.cat([window, window.new_zeros(size - n_window, window.shape[1])])[None, None]
-        valid = (torch.arange(size) < n_window)[None, None]
+        windows, valid = cut_windows(self.pending[None], torch.tensor([frames]), n_windows, chunk, self.right_context)
         for i, layer in enumerate(self.layers):
             windows, self.hidden[i] = layer(windows, valid, self.hidden[i])
-        return windows[0, 0, :min(self.chunk, n_window)]
+        self.pending = self.pending[n_windows * chunk:]
+        return windows[0, :, :chunk].reshape(n_windows * chunk, -1)[:frames]
 
     def finish(self) -> torch.Tensor:
         if self.pending is None:
