@@ -64,14 +64,15 @@ class ExportableModel(nn.Module):
         mask = frame_mask(n_out, x.shape[1]).unsqueeze(-1).to(x.dtype)
         if self.chunked:
             x = chunked_stack(m.layers, x, n_out, m.dims.chunk, m.dims.right_context)
-        for layer, fwd, bwd in zip(m.layers, self.forward_rnns, self.backward_rnns):  # none when chunked
-            x = layer.dropout(layer.norm(x))
-            out, _ = fwd(x)
-            if layer.rnn.bidirectional:
-                back, _ = bwd(reverse_within(x, n_out))
-                back = reverse_within(back, n_out)
-                out = out + back if layer.sum_directions else torch.cat([out, back], -1)
-            x = layer.projection(out) * mask
+        else:
+            for layer, fwd, bwd in zip(m.layers, self.forward_rnns, self.backward_rnns):
+                x = layer.dropout(layer.norm(x))
+                out, _ = fwd(x)
+                if layer.rnn.bidirectional:
+                    back, _ = bwd(reverse_within(x, n_out))
+                    back = reverse_within(back, n_out)
+                    out = out + back if layer.sum_directions else torch.cat([out, back], -1)
+                x = layer.projection(out) * mask
         if m.lookahead is not None:
             x = m.lookahead(x) * mask
         return m.output(m.output_norm(x)).float().log_softmax(-1) * mask, n_out
