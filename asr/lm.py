@@ -256,11 +256,11 @@ def build_ngram_lm(
         totals = np.bincount(inverse, weights=counts)
         gamma = np.bincount(inverse, weights=d) / totals
         probs = np.maximum(counts - d, 0.0) / totals[inverse] + gamma[inverse] * lower
-        if n == 1:  # <unk> gets the uniform share; <s> is listed, with the conventional -99
+        if n == 1:  # an unseen <unk> gets the uniform share alone (a seen one has it in `probs`
+            # already); <s> is listed, with the conventional -99
             extra = [g for g in (unk, 0) if not (grams[:, 0] == g).any()]
             grams = np.concatenate([grams, np.asarray(extra, np.int32).reshape(-1, 1)])
-            probs = np.concatenate([probs, np.zeros(len(extra))])
-            probs[grams[:, 0] == unk] += gamma[0] / n_uniform
+            probs = np.concatenate([probs, np.where(np.asarray(extra) == unk, gamma[0] / n_uniform, 0.0)])
             grams, order_rows = _sorted(grams)
             probs = probs[order_rows]
         grams_by_order.append(grams)

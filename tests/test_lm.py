@@ -44,6 +44,19 @@ def test_probabilities_computed_by_hand():
     assert 10 ** lm.sentence_logprob(["a", "b"]) == pytest.approx(0.625 * 0.375 * 0.6875)
 
 
+def test_an_unk_in_the_text_gets_the_uniform_share_once():
+    """Corpus '<s> a <unk> </s>'; bigram; D = 0.5, 1, 1.5. Continuation counts: a 1, <unk> 1,
+    </s> 1; total 3, set aside 1.5, gamma 0.5; uniform over a, <unk>, </s> = 1/3.
+      p(a) = p(<unk>) = p(</s>) = 0.5/3 + 0.5/3 = 1/3 (a seen <unk> is one more word, and its
+      uniform share comes once: the unigrams still sum to one)."""
+    lm = build_ngram_lm([["a", "<unk>"]], order=2, discounts=FIXED)
+    p = lambda word, *context: 10 ** lm.word_logprob(word, context)
+    assert p("<unk>") == pytest.approx(1 / 3) and p("a") == pytest.approx(1 / 3)
+    assert sum(p(w) for w in ("a", "<unk>", "</s>")) == pytest.approx(1.0)
+    for context in ("<s>", "a", "<unk>"):
+        assert sum(p(w, context) for w in ("a", "<unk>", "</s>")) == pytest.approx(1.0)
+
+
 def test_adjusted_counts_and_discounts():
     raw = count_ngrams([["a", "b"], ["a"]], 2)
     adjusted = adjusted_counts([["a", "b"], ["a"]], 2)
