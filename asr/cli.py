@@ -283,7 +283,7 @@ def _tune(args) -> int:
 
     recognizer, decoder = _load(args)
     best, trials = tune_decoder(recognizer, read_manifest(args.manifest), decoder.options,
-                                args.lm_weights, args.word_scores, args.sil_scores)
+                                args.lm_weights, args.word_scores, args.sil_scores, jobs=args.jobs)
     out = Path(args.out) if args.out else (Path(args.model).parent if args.model else Path(".")) / "decoder.json"
     write_beam_options(best, out)
     top = min(trials, key=lambda t: (t["wer"], t["cer"]))
@@ -484,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--sil-scores", type=float, nargs="+", default=[-1.0, 0.0],
                       help="word-separator scores (character models; a subword model keeps 0)")
     tune.add_argument("--out", help="where to write the best options (default: decoder.json beside the model)")
+    tune.add_argument("--jobs", type=_positive(int), default=os.cpu_count() or 1,
+                      help="settings searched at once, a process each (default: the cores, %(default)s here)")
     _add_model_flags(tune, decoders=("lm",))
     tune.set_defaults(run=_tune)
     return parser

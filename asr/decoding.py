@@ -177,18 +177,27 @@ def check_lexicon(path: str, tokens: tuple[str, ...]) -> None:
                              f"{', '.join(repr(t) for t in unknown)} not among its tokens")
 
 
-@functools.lru_cache(maxsize=8)
 def spell_lexicon(path: str, tokenizer: Tokenizer) -> str:
     """The words of the lexicon at `path` (its first column) spelt with a subword tokenizer's
     pieces or a phone tokenizer's pronunciations, in a temporary file that lives as long as the
     process. A word a subword tokenizer cannot spell is an `InputError` naming the file, the line
-    and the word; words without a pronunciation are left out, with a warning that counts them."""
-    import atexit
-    import tempfile
+    and the word; words without a pronunciation are left out, with a warning that counts them.
 
+    Spelt once per process for a file and tokenizer (until the file changes): decoders that differ
+    only in their weights, as `tune-decoder` builds them, get the same file, so `load_kenlm` loads
+    the LM once for them all."""
     source = Path(path)
     if not source.is_file():
         raise MissingFileError(f"{source}: no such lexicon")
+    stat = source.stat()
+    return _spelled_lexicon(source, stat.st_mtime_ns, stat.st_size, tokenizer)
+
+
+@functools.lru_cache(maxsize=8)
+def _spelled_lexicon(source: Path, mtime_ns: int, size: int, tokenizer: Tokenizer) -> str:
+    import atexit
+    import tempfile
+
     words, unspelt = [], []
     for n_line, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
         if not line.split():

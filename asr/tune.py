@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+import multiprocessing
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from asr.decoding import BeamDecoder, BeamOptions
@@ -26,6 +27,7 @@ def tune_decoder(
     word_scores: Sequence[float] = (-1.0, 0.0, 1.0, 2.0),
     sil_scores: Sequence[float] = (-1.0, 0.0),
     max_extensions: int = 6,
+    jobs: int = 1,
 ) -> tuple[BeamOptions, list[dict]]:
     """The options with the lowest WER (then CER) on `utterances`, and every trial's scores.
 
@@ -34,6 +36,9 @@ def tune_decoder(
     (by its outermost step) and the search goes on, up to `max_extensions` times: a best value on
     the edge says only that the optimum lies beyond it. LM weights stay at 0 or above. A subword
     model never emits the word separator, so its `sil_score` stays `base.sil_score`.
+
+    The beam search is single-threaded and holds Python's lock, so `jobs` > 1 searches that many
+    settings at once in forked processes, which share the emissions and the loaded LM.
     """
     cached = [(b.utterances, lp.float().cpu(), n.cpu()) for b, lp, n in forward_batches(recognizer, utterances)
               if lp is not None]
@@ -42,23 +47,28 @@ def tune_decoder(
     grids = {"lm_weight": sorted(set(lm_weights)), "word_score": sorted(set(word_scores)),
              "sil_score": sorted(set(sil_scores))}
     results: dict[tuple[float, ...], dict] = {}
+    global _WORK
+    _WORK = recognizer.tokenizer, base, cached, utterances
+    try:
+        if jobs > 1:  # spell the lexicon and load the LM here, before the workers fork
+            BeamDecoder(recognizer.tokenizer, base)
+        _grow_and_search(grids, results, jobs, max_extensions)
+    finally:
+        _WORK = None
+    trials = list(results.values())
+    best = min(trials, key=lambda t: (t["wer"], t["cer"]))
+    return replace(base, **{name: best[name] for name in grids}), trials
 
-    def trial(point: tuple[float, ...]) -> dict:
-        key = tuple(round(v, 6) for v in point)
-        if key not in results:
-            setting = dict(zip(grids, key))
-            decoder = BeamDecoder(recognizer.tokenizer, replace(base, **setting))
-            decoded = DecodeResult()
-            for utts, log_probs, n_frames in cached:
-                decoded.hypotheses.update({u.id: t for u, t in zip(utts, decoder.decode(log_probs, n_frames))})
-            report = score(utterances, decoded)
-            results[key] = {**setting, "wer": report["wer"], "cer": report["cer"]}
-            log.info("%s: WER %.2f CER %.2f", _describe(setting), report["wer"], report["cer"])
-        return results[key]
 
+def _grow_and_search(grids: dict[str, list[float]], results: dict, jobs: int, max_extensions: int) -> None:
+    """Search every point of the grid not in `results`; while the best lies on an edge, grow the
+    grid past it and search again."""
     for extension in range(max_extensions + 1):
-        for point in itertools.product(*grids.values()):
-            trial(point)
+        keys = dict.fromkeys(tuple(round(v, 6) for v in point) for point in itertools.product(*grids.values()))
+        settings = [dict(zip(grids, key)) for key in keys if key not in results]
+        for scores, setting in zip(_search(settings, jobs), settings):  # the search's end closes its pool
+            results[tuple(setting.values())] = {**setting, **scores}
+            log.info("%s: WER %.2f CER %.2f", _describe(setting), scores["wer"], scores["cer"])
         best = min(results.values(), key=lambda t: (t["wer"], t["cer"]))
         past = {name: _past_edge(grid, best[name], FLOORS[name]) for name, grid in grids.items()}
         past = {name: point for name, point in past.items() if point is not None}
@@ -72,9 +82,35 @@ def tune_decoder(
         for name, point in past.items():
             grid = grids[name]
             grid.insert(0 if point < grid[0] else len(grid), point)
-    trials = list(results.values())
-    best = min(trials, key=lambda t: (t["wer"], t["cer"]))
-    return replace(base, **{name: best[name] for name in grids}), trials
+
+
+_WORK = None  # (tokenizer, base options, cached emissions, utterances) of the tuning under way
+
+
+def _search(settings: list[dict], jobs: int) -> Iterator[dict]:
+    """WER and CER of each setting, in order, as they come: searched here, or in `jobs` forked
+    processes (where the platform forks) that find `_WORK` in the memory they inherit."""
+    if jobs <= 1 or len(settings) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from map(_score, settings)
+        return
+    with multiprocessing.get_context("fork").Pool(min(jobs, len(settings)), initializer=_one_thread) as pool:
+        yield from pool.imap(_score, settings)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _score(setting: dict) -> dict:
+    tokenizer, base, cached, utterances = _WORK
+    decoder = BeamDecoder(tokenizer, replace(base, **setting))
+    decoded = DecodeResult()
+    for utts, log_probs, n_frames in cached:
+        decoded.hypotheses.update({u.id: t for u, t in zip(utts, decoder.decode(log_probs, n_frames))})
+    report = score(utterances, decoded)
+    return {"wer": report["wer"], "cer": report["cer"]}
 
 
 def _describe(setting: dict) -> str:

@@ -3,9 +3,11 @@
 # first, then the user's options. Run a corpus's run.sh, not this file.
 #
 # Corpus settings (from run.sh): --corpus NAME --default-src PATH_OR_URL --configs "cpu gpu ..."
-#   --train-set NAME --dev-set NAME --test-sets "NAME ..." [--lm-order N] [--prepare-args "..."]
+#   --train-set NAME --dev-set NAME --test-sets "NAME ..." [--lm-order N] [--beam-size N]
+#   [--prepare-args "..."]
 # User options: [--config NAME] [--src PATH_OR_URL] [--data DIR] [--exp DIR] [--stage N]
-#   [--stop-stage N] [--lm-order N] [-- extra Hydra overrides for training, e.g. tokenizer=bpe]
+#   [--stop-stage N] [--lm-order N] [--beam-size N]
+#   [-- extra Hydra overrides for training, e.g. tokenizer=bpe]
 #
 # Stages: 1 prepare manifests (asr prepare <corpus>) in DATA,
 #         2 train experiment=<corpus>_<config> into EXP (and score the first test set, if any, in
@@ -13,11 +15,12 @@
 #         3 score EXP/best.pt with greedy decoding on dev and on each test set DATA has (EXP/<set>.json;
 #           a set scored after best.pt was written is skipped),
 #         4 word n-gram LM and lexicon of the training transcripts (EXP/lm/),
-#         5 tune LM weight, word score and separator score on dev (EXP/decoder.json),
+#         5 tune LM weight, word score and separator score on dev, at the beam size (default 50;
+#           EXP/decoder.json keeps it),
 #         6 score with the LM decoder on dev and each test set (EXP/<set>_lm.json).
 set -euo pipefail
 
-corpus= default_src= configs= train_set=train dev_set=dev test_sets=test lm_order=4 prepare_args=
+corpus= default_src= configs= train_set=train dev_set=dev test_sets=test lm_order=4 beam_size=50 prepare_args=
 config= src= data= exp= stage=1 stop_stage=6
 usage() { sed -n "2,$(grep -n '^set -euo' "$0" | cut -d: -f1)p" "$0" | sed '$d'; }
 while [ $# -gt 0 ]; do
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
     --lm-order) lm_order=$2; shift 2 ;;
+    --beam-size) beam_size=$2; shift 2 ;;
     --) shift; break ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -84,9 +88,9 @@ if run 4; then
 fi
 
 if run 5; then
-  echo "== stage 5: tune the LM decoder on $dev_set"
+  echo "== stage 5: tune the LM decoder on $dev_set (beam $beam_size)"
   asr tune-decoder --model "$exp/best.pt" --manifest "$data/$dev_set.jsonl" \
-    --lm "$exp/lm/words.arpa" --lexicon "$exp/lm/lexicon.txt"
+    --lm "$exp/lm/words.arpa" --lexicon "$exp/lm/lexicon.txt" --beam-size "$beam_size"
 fi
 
 if run 6; then

@@ -235,6 +235,35 @@ def fixture_manifest(tmp_path) -> Path:
     return write_manifest(utts, tmp_path / "m.jsonl")
 
 
+def _score_with_pid(setting):
+    """asr.tune's own scoring of a setting, and the process that ran it."""
+    return {**_REAL_SCORE(setting), "pid": os.getpid()}
+
+
+_REAL_SCORE = None
+
+
+def test_tuning_in_several_processes_gives_the_trials_of_one(tmp_path, monkeypatch):
+    global _REAL_SCORE
+    import asr.tune
+    from asr.decoding import BeamOptions
+    from asr.manifest import read_manifest
+    from asr.recognizer import load_recognizer
+
+    recognizer, utts = load_recognizer(), read_manifest(fixture_manifest(tmp_path))
+    options = BeamOptions(lm=str(BUILTIN_DIR / "words.arpa"), lexicon=str(BUILTIN_DIR / "lexicon.txt"))
+    _REAL_SCORE = asr.tune._score
+    monkeypatch.setattr(asr.tune, "_score", _score_with_pid)
+    grid = {"lm_weights": (0.0, 1.0), "word_scores": (-40.0, 0.0), "sil_scores": (0.0,), "max_extensions": 0}
+    one_best, one = asr.tune.tune_decoder(recognizer, utts, options, **grid, jobs=1)
+    two_best, two = asr.tune.tune_decoder(recognizer, utts, options, **grid, jobs=2)
+    assert {t.pop("pid") for t in one} == {os.getpid()}
+    pids = {t.pop("pid") for t in two}
+    assert os.getpid() not in pids and len(pids) >= 1  # searched in forked workers
+    assert two == one and two_best == one_best
+    assert len({t["wer"] for t in one}) > 1  # the settings do decode differently
+
+
 def test_threads_flag_sets_torchs_threads(tmp_path, capsys):
     before = torch.get_num_threads()
     try:

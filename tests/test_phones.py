@@ -97,6 +97,27 @@ def test_lm_decoding_spells_the_lexicon_with_pronunciations(dictionary, tmp_path
     assert phones == "THE DH AH |\nTHE DH IY |\n"
 
 
+def test_decoders_differing_in_their_weights_share_the_spelt_lexicon_and_the_lm(dictionary, tmp_path):
+    from asr.decoding import load_kenlm
+
+    tokenizer = build_tokenizer("phone", ["THE CAT SAT"], lexicon=dictionary)
+    lexicon = write_lexicon(["THE", "CAT", "SAT"], tmp_path / "lexicon.txt")
+    arpa = tmp_path / "words.arpa"
+    unigrams = "".join(f"-0.6\t{w}\t0.0\n" for w in ["THE", "CAT", "SAT"])
+    arpa.write_text("\\data\\\nngram 1=6\nngram 2=1\n\n\\1-grams:\n-1.0\t<s>\t0.0\n-1.0\t</s>\n-1.0\t<unk>\n"
+                    f"{unigrams}\n\\2-grams:\n-0.1\t<s> THE\n\n\\end\\\n")
+    load_kenlm.cache_clear()
+    decoders = [BeamDecoder(tokenizer, BeamOptions(lm=str(arpa), lexicon=str(lexicon), lm_weight=w))
+                for w in (0.5, 1.0, 2.0)]  # as tune-decoder builds one per setting
+    assert load_kenlm.cache_info().misses == 1
+    spoken = ids(tokenizer, ["K", "AE", "T", " ", "S", "AE", "T"])
+    log_probs = peaky(spoken, len(tokenizer))[None]
+    assert all(d.decode(log_probs, torch.tensor([log_probs.shape[1]])) == ["CAT SAT"] for d in decoders)
+    lexicon.write_text(lexicon.read_text() + "SAT S AE T |\n")  # a changed file is spelt anew
+    BeamDecoder(tokenizer, BeamOptions(lm=str(arpa), lexicon=str(lexicon), lm_weight=0.5))
+    assert load_kenlm.cache_info().misses == 2
+
+
 def test_word_times_keep_the_decoded_word_not_its_homophone(dictionary):
     tokenizer = build_tokenizer("phone", ["THEIR CAT"], lexicon=dictionary)
     frames = [0, 0, *ids(tokenizer, ["DH", "EH", "R", " ", "K", "AE", "T"])]

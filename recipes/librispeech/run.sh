@@ -4,7 +4,7 @@
 # and test-other. Give --prepare-args "--parts ..." for other training subsets. Run from the
 # repository root:
 #   recipes/librispeech/run.sh [--config gpu|cpu] [--src PATH_OR_URL] [--data DIR] [--exp DIR]
-#                              [--stage N] [--stop-stage N] [--lm-order N] [-- extra Hydra overrides]
+#                              [--stage N] [--stop-stage N] [--lm-order N] [--beam-size N] [-- extra Hydra overrides]
 case " $* " in *" -h "*|*" --help "*) sed -n '2,/^case/p' "$0" | sed '$d'; echo ;; esac
 exec "$(dirname "$0")/../run_recipe.sh" --corpus librispeech --configs "gpu cpu" \
   --default-src "https://www.openslr.org/resources/12/{part}.tar.gz" \
