@@ -484,8 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--sil-scores", type=float, nargs="+", default=[-1.0, 0.0],
                       help="word-separator scores (character models; a subword model keeps 0)")
     tune.add_argument("--out", help="where to write the best options (default: decoder.json beside the model)")
-    tune.add_argument("--jobs", type=_positive(int), default=os.cpu_count() or 1,
-                      help="settings searched at once, a process each (default: the cores, %(default)s here)")
+    tune.add_argument("--jobs", type=_positive(int), default=min(8, os.cpu_count() or 1),
+                      help="settings searched at once, a process each, each with its own search's memory "
+                           "(default: the cores, at most 8: %(default)s here)")
     _add_model_flags(tune, decoders=("lm",))
     tune.set_defaults(run=_tune)
     return parser
