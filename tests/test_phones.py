@@ -43,6 +43,14 @@ def ids(tokenizer, tokens):
     return [tokenizer.vocab.index(t) for t in tokens]
 
 
+def unigram_arpa(path, words):
+    """A bigram ARPA file: each word at log10 -0.6, and the one bigram `<s> THE`."""
+    unigrams = "".join(f"-0.6\t{w}\t0.0\n" for w in words)
+    path.write_text(f"\\data\\\nngram 1={len(words) + 3}\nngram 2=1\n\n\\1-grams:\n-1.0\t<s>\t0.0\n-1.0\t</s>\n"
+                    f"-1.0\t<unk>\n{unigrams}\n\\2-grams:\n-0.1\t<s> THE\n\n\\end\\\n")
+    return path
+
+
 def test_the_shipped_cmudict_spells_words_as_its_entries_do():
     tokenizer = build_tokenizer("phone", ["THE CAT"])
     assert tokenizer.vocab[:2] == [BLANK, " "] and len(tokenizer) == 2 + 39  # CMUdict's 39 phones
@@ -82,10 +90,7 @@ def test_phones_read_back_as_the_training_word_first_or_as_joined_phones(diction
 def test_lm_decoding_spells_the_lexicon_with_pronunciations(dictionary, tmp_path, caplog):
     tokenizer = build_tokenizer("phone", ["THE CAT SAT"], lexicon=dictionary)
     lexicon = write_lexicon(["THE", "CAT", "SAT", "ZEBRA"], tmp_path / "lexicon.txt")  # characters, as lm build writes
-    arpa = tmp_path / "words.arpa"
-    unigrams = "".join(f"-0.6\t{w}\t0.0\n" for w in ["THE", "CAT", "SAT", "ZEBRA"])
-    arpa.write_text("\\data\\\nngram 1=7\nngram 2=1\n\n\\1-grams:\n-1.0\t<s>\t0.0\n-1.0\t</s>\n-1.0\t<unk>\n"
-                    f"{unigrams}\n\\2-grams:\n-0.1\t<s> THE\n\n\\end\\\n")
+    arpa = unigram_arpa(tmp_path / "words.arpa", ["THE", "CAT", "SAT", "ZEBRA"])
     # THE said as DH IY, its second pronunciation
     spoken = ids(tokenizer, ["DH", "IY", " ", "K", "AE", "T", " ", "S", "AE", "T"])
     log_probs = peaky(spoken, len(tokenizer))[None]
@@ -102,10 +107,7 @@ def test_decoders_differing_in_their_weights_share_the_spelt_lexicon_and_the_lm(
 
     tokenizer = build_tokenizer("phone", ["THE CAT SAT"], lexicon=dictionary)
     lexicon = write_lexicon(["THE", "CAT", "SAT"], tmp_path / "lexicon.txt")
-    arpa = tmp_path / "words.arpa"
-    unigrams = "".join(f"-0.6\t{w}\t0.0\n" for w in ["THE", "CAT", "SAT"])
-    arpa.write_text("\\data\\\nngram 1=6\nngram 2=1\n\n\\1-grams:\n-1.0\t<s>\t0.0\n-1.0\t</s>\n-1.0\t<unk>\n"
-                    f"{unigrams}\n\\2-grams:\n-0.1\t<s> THE\n\n\\end\\\n")
+    arpa = unigram_arpa(tmp_path / "words.arpa", ["THE", "CAT", "SAT"])
     load_kenlm.cache_clear()
     decoders = [BeamDecoder(tokenizer, BeamOptions(lm=str(arpa), lexicon=str(lexicon), lm_weight=w))
                 for w in (0.5, 1.0, 2.0)]  # as tune-decoder builds one per setting

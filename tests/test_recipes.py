@@ -32,5 +32,5 @@ def test_speechocean762_recipe_runs_every_stage(tmp_path, units):
         assert report["utterances"] >= 1 and "wer" in report
     assert read_checkpoint(exp / "best.pt")["tokenizer"]["kind"] == ("bpe" if units else "phone")
     assert (exp / "lm" / "words.arpa").is_file()
-    assert json.loads((exp / "decoder.json").read_text())["beam_size"] == 200  # run.sh's --beam-size, tuned at
+    assert json.loads((exp / "decoder.json").read_text())["beam_size"] == 200  # run.sh's --beam-size reaches stage 5
     assert "stage 3: test already scored" in run.stdout  # stage 2 scored test in the training process
