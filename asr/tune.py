@@ -47,26 +47,23 @@ def tune_decoder(
     grids = {"lm_weight": sorted(set(lm_weights)), "word_score": sorted(set(word_scores)),
              "sil_score": sorted(set(sil_scores))}
     results: dict[tuple[float, ...], dict] = {}
-    global _WORK
-    _WORK = recognizer.tokenizer, base, cached, utterances
-    try:
-        if jobs > 1:  # spell the lexicon and load the LM here, before the workers fork
-            BeamDecoder(recognizer.tokenizer, base)
-        _grow_and_search(grids, results, jobs, max_extensions)
-    finally:
-        _WORK = None
+    work = recognizer.tokenizer, base, cached, utterances
+    if jobs > 1:  # spell the lexicon and load the LM here, before the workers fork
+        BeamDecoder(recognizer.tokenizer, base)
+    _grow_and_search(work, grids, results, jobs, max_extensions)
     trials = list(results.values())
     best = min(trials, key=lambda t: (t["wer"], t["cer"]))
     return replace(base, **{name: best[name] for name in grids}), trials
 
 
-def _grow_and_search(grids: dict[str, list[float]], results: dict, jobs: int, max_extensions: int) -> None:
+def _grow_and_search(work: tuple, grids: dict[str, list[float]], results: dict, jobs: int,
+                     max_extensions: int) -> None:
     """Search every point of the grid not in `results`; while the best lies on an edge, grow the
     grid past it and search again."""
     for extension in range(max_extensions + 1):
         keys = dict.fromkeys(tuple(round(v, 6) for v in point) for point in itertools.product(*grids.values()))
         settings = [dict(zip(grids, key)) for key in keys if key not in results]
-        for scores, setting in zip(_search(settings, jobs), settings):  # the search's end closes its pool
+        for scores, setting in zip(_search(work, settings, jobs), settings):  # the search's end closes its pool
             results[tuple(setting.values())] = {**setting, **scores}
             log.info("%s: WER %.2f CER %.2f", _describe(setting), scores["wer"], scores["cer"])
         best = min(results.values(), key=lambda t: (t["wer"], t["cer"]))
@@ -84,27 +81,35 @@ def _grow_and_search(grids: dict[str, list[float]], results: dict, jobs: int, ma
             grid.insert(0 if point < grid[0] else len(grid), point)
 
 
-_WORK = None  # (tokenizer, base options, cached emissions, utterances) of the tuning under way
-
-
-def _search(settings: list[dict], jobs: int) -> Iterator[dict]:
+def _search(work: tuple, settings: list[dict], jobs: int) -> Iterator[dict]:
     """WER and CER of each setting, in order, as they come: searched here, or in `jobs` forked
-    processes (where the platform forks) that find `_WORK` in the memory they inherit."""
+    processes (where the platform forks). `work` is (tokenizer, base options, cached emissions,
+    utterances); forked workers inherit it in memory, unpickled, as their start-up argument."""
     if jobs <= 1 or len(settings) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        yield from map(_score, settings)
+        yield from (_score(work, setting) for setting in settings)
         return
-    with multiprocessing.get_context("fork").Pool(min(jobs, len(settings)), initializer=_one_thread) as pool:
-        yield from pool.imap(_score, settings)
+    with multiprocessing.get_context("fork").Pool(min(jobs, len(settings)), initializer=_start_worker,
+                                                  initargs=(work,)) as pool:
+        yield from pool.imap(_score_in_worker, settings)
 
 
-def _one_thread() -> None:
+_WORKER_WORK = None  # the tuning's `work`, in a forked worker only
+
+
+def _start_worker(work: tuple) -> None:
     import torch
 
+    global _WORKER_WORK
     torch.set_num_threads(1)
+    _WORKER_WORK = work
 
 
-def _score(setting: dict) -> dict:
-    tokenizer, base, cached, utterances = _WORK
+def _score_in_worker(setting: dict) -> dict:
+    return _score(_WORKER_WORK, setting)
+
+
+def _score(work: tuple, setting: dict) -> dict:
+    tokenizer, base, cached, utterances = work
     decoder = BeamDecoder(tokenizer, replace(base, **setting))
     decoded = DecodeResult()
     for utts, log_probs, n_frames in cached:

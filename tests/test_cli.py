@@ -235,9 +235,9 @@ def fixture_manifest(tmp_path) -> Path:
     return write_manifest(utts, tmp_path / "m.jsonl")
 
 
-def _score_with_pid(setting):
+def _score_with_pid(work, setting):
     """asr.tune's own scoring of a setting, and the process that ran it."""
-    return {**_REAL_SCORE(setting), "pid": os.getpid()}
+    return {**_REAL_SCORE(work, setting), "pid": os.getpid()}
 
 
 _REAL_SCORE = None
@@ -262,6 +262,52 @@ def test_tuning_in_several_processes_gives_the_trials_of_one(tmp_path, monkeypat
     assert os.getpid() not in pids and len(pids) >= 1  # searched in forked workers
     assert two == one and two_best == one_best
     assert len({t["wer"] for t in one}) > 1  # the settings do decode differently
+
+
+def test_two_tunings_at_once_each_score_their_own_utterances(tmp_path, monkeypatch):
+    """Two tunings in two threads, the second run whole while the first is held inside its first
+    setting's scoring: each gets the trials it gets alone. (The tuning's work was a module
+    global, which the second tuning replaced and then cleared.)"""
+    import dataclasses
+    import threading
+
+    import asr.tune
+    from asr.decoding import BeamOptions
+    from asr.manifest import read_manifest
+    from asr.recognizer import load_recognizer
+
+    recognizer, utts = load_recognizer(), read_manifest(fixture_manifest(tmp_path))
+    options = BeamOptions(lm=str(BUILTIN_DIR / "words.arpa"), lexicon=str(BUILTIN_DIR / "lexicon.txt"))
+    grid = {"lm_weights": (0.0, 1.0), "word_scores": (0.0,), "sil_scores": (0.0,), "max_extensions": 0}
+    # the second half's references each gain a word, so its WER differs from the first's
+    halves = utts[:3], [dataclasses.replace(u, text=u.text + " EXTRA") for u in utts[3:]]
+    alone = [asr.tune.tune_decoder(recognizer, half, options, **grid)[1] for half in halves]
+    assert [t["wer"] for t in alone[0]] != [t["wer"] for t in alone[1]]
+
+    real_score, first_held, second_done, results = asr.tune._score, threading.Event(), threading.Event(), {}
+
+    def held_score(work, setting):
+        if threading.current_thread().name == "first" and not first_held.is_set():
+            first_held.set()
+            second_done.wait(timeout=60)
+        return real_score(work, setting)
+
+    monkeypatch.setattr(asr.tune, "_score", held_score)
+
+    def tune(name, half):
+        if name == "second":  # starts once the first is inside its first scoring
+            first_held.wait(timeout=60)
+        results[name] = asr.tune.tune_decoder(recognizer, half, options, **grid)[1]
+        if name == "second":
+            second_done.set()
+
+    threads = [threading.Thread(target=tune, args=(name, half), name=name)
+               for name, half in zip(("first", "second"), halves)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert results == {"first": alone[0], "second": alone[1]}
 
 
 def test_threads_flag_sets_torchs_threads(tmp_path, capsys):
