@@ -28,6 +28,11 @@ class DistillError(AsrError):
     """A teacher that cannot teach this model; the message names the checkpoint and the reason."""
 
 
+def needs_clean_audio(teacher: Teacher | None) -> bool:
+    """Whether the loader must also keep each utterance's audio before augmentation."""
+    return teacher is not None and teacher.clean
+
+
 class Teacher:
     """A recogniser in eval mode and how much, how late and on what audio the model learns from it."""
 

@@ -29,7 +29,7 @@ from asr.data import (
     collate,
 )
 from asr.devices import pick_device, to_device
-from asr.distill import Teacher
+from asr.distill import Teacher, needs_clean_audio
 from asr.distributed import Rank, barrier, check_replicas, init_distributed, shutdown
 from asr.errors import AsrError
 from asr.evaluate import ctc_loss, decode_utterances, evaluate, format_report, score
@@ -238,7 +238,7 @@ def train(cfg: DictConfig) -> Path:
                              cfg.seed)
         dataset = UtteranceDataset(run.train_utts, run.recognizer.tokenizer, run.sample_rate, cfg.train.speeds,
                                    run.cache, seed=cfg.seed, augment=augment,
-                                   keep_clean=bool(run.teacher and run.teacher.clean))
+                                   keep_clean=needs_clean_audio(run.teacher))
         loader = iter(DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=cfg.train.num_workers,
                                  pin_memory=device.type == "cuda"))
     writer = _tensorboard(run.out_dir) if rank.is_main and cfg.train.tensorboard else None
@@ -324,7 +324,7 @@ def start_run(cfg: DictConfig, rank: Rank, device: torch.device) -> Run:
     if shards:
         sampler = ShardStream(train_utts, recognizer.tokenizer, sample_rate, cfg.train.speeds,
                               cfg.train.max_batch_seconds, cfg.train.max_batch, cfg.seed, rank.rank, rank.world,
-                              augment=augment, keep_clean=bool(teacher and teacher.clean))
+                              augment=augment, keep_clean=needs_clean_audio(teacher))
         steps = sampler.epoch_length(0)
     else:
         sampler = BucketBatchSampler(train_utts.durations, cfg.train.max_batch_seconds,
