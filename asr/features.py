@@ -77,19 +77,29 @@ class FeatureExtractor(nn.Module):
                 self.transform = T.MFCC(config.sample_rate, config.n_mfcc, log_mels=True, melkwargs=mel)
 
     @torch.no_grad()
-    def forward(self, waveforms: torch.Tensor, n_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, waveforms: torch.Tensor, n_samples: torch.Tensor,
+                warps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Always in float32, outside any autocast region: in bf16 the mel and DCT products moved
-        MFCC bins by up to 8% of their standard deviation."""
+        MFCC bins by up to 8% of their standard deviation. `warps` (one factor a row, fbank
+        only) scale each row's frequencies before its mel filterbank (`warped_mel_filters`)."""
         with torch.autocast(waveforms.device.type, enabled=False):
-            return self._extract(waveforms.float(), n_samples)
+            return self._extract(waveforms.float(), n_samples, warps)
 
-    def _extract(self, waveforms: torch.Tensor, n_samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _extract(self, waveforms: torch.Tensor, n_samples: torch.Tensor,
+                 warps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.config.center:
             waveforms = _reflect_each(waveforms, n_samples, self.config.win_samples // 2)
         short = self.config.win_samples - waveforms.shape[-1]
         if short > 0:
             waveforms = torch.nn.functional.pad(waveforms, (0, short))
-        spec = self.transform(waveforms)  # (batch, n_features, frames)
+        if warps is None:
+            spec = self.transform(waveforms)  # (batch, n_features, frames)
+        else:
+            if self.config.kind != "fbank":
+                raise InputError(f"specaugment.warp: frequency warping needs fbank features, not {self.config.kind}")
+            power = self.transform.spectrogram(waveforms)  # (batch, n_freqs, frames)
+            filters = warped_mel_filters(self.transform.mel_scale.fb, self.config.sample_rate, warps.to(power.device))
+            spec = torch.einsum("bft,bfm->bmt", power, filters)
         if self.config.kind == "fbank":
             spec = torch.log(spec + 1e-6)
         elif self.config.kind == "spectrogram":
@@ -97,6 +107,37 @@ class FeatureExtractor(nn.Module):
         # An utterance shorter than one window still gets the one frame its zero-padded batch row has.
         n_frames = self.config.n_frames(n_samples).clamp(min=1, max=spec.shape[-1])
         return spec.transpose(1, 2), n_frames
+
+
+WARP_CUTOFF = 0.6  # of the Nyquist frequency: where the warp's two straight pieces meet (4.8 kHz at 16 kHz)
+
+
+def warp_frequencies(freqs: torch.Tensor, warp: torch.Tensor, nyquist: float) -> torch.Tensor:
+    """Vocal tract length perturbation's frequency map (Jaitly and Hinton, 2013): `f -> warp * f`
+    up to a cutoff, then the straight line that takes the Nyquist frequency to itself. `freqs:
+    (n,)`, `warp: (batch,)` -> `(batch, n)`."""
+    warp = warp[:, None]
+    knee = WARP_CUTOFF * nyquist * warp.clamp(max=1.0) / warp  # where the first piece ends
+    above = nyquist - (nyquist - knee * warp) / (nyquist - knee) * (nyquist - freqs)
+    return torch.where(freqs <= knee, freqs * warp, above)
+
+
+def warped_mel_filters(filters: torch.Tensor, sample_rate: int, warp: torch.Tensor) -> torch.Tensor:
+    """Each row's mel filterbank on warped frequencies: `filters: (n_freqs, n_mels)`, torchaudio's
+    HTK triangles of an STFT's bins (unnormalised, as `MelScale` builds them by default); `warp:
+    (batch,)` -> `(batch, n_freqs, n_mels)`, where filter m weighs bin f by its triangle at
+    `warp_frequencies(f)`. So energy at f counts as if it were at warp * f: a warp above 1 moves
+    formants up, as a shorter vocal tract does. A warp of 1 gives `filters` back."""
+    n_freqs, n_mels = filters.shape
+    nyquist = sample_rate / 2
+    freqs = torch.linspace(0, nyquist, n_freqs, device=filters.device)
+    mel = lambda f: 2595.0 * torch.log10(1.0 + f / 700.0)  # noqa: E731  HTK, as MelScale's default
+    points = torch.linspace(0, float(mel(torch.tensor(nyquist))), n_mels + 2, device=filters.device)
+    points = 700.0 * (10 ** (points / 2595.0) - 1.0)  # the triangles' corners, in Hz
+    warped = warp_frequencies(freqs, warp, nyquist)[..., None]  # (batch, n_freqs, 1)
+    rising = (warped - points[:-2]) / (points[1:-1] - points[:-2])
+    falling = (points[2:] - warped) / (points[2:] - points[1:-1])
+    return torch.minimum(rising, falling).clamp(min=0.0)
 
 
 def _reflect_each(waveforms: torch.Tensor, n_samples: torch.Tensor, pad: int) -> torch.Tensor:
@@ -171,6 +212,11 @@ class SpecAugmentConfig:
     freq_width: int = 15
     time_masks: int = 2
     time_ratio: float = 0.08
+    warp: float = 0.0  # vocal tract length perturbation: each utterance's warp drawn from [1 - warp, 1 + warp]
+
+    def __post_init__(self):
+        if not 0.0 <= self.warp < 0.5:
+            raise InputError(f"specaugment.warp: {self.warp}; choose a value from 0 (off) up to 0.5")
 
 
 class SpecAugment(nn.Module):
@@ -182,6 +228,13 @@ class SpecAugment(nn.Module):
     def __init__(self, config: SpecAugmentConfig):
         super().__init__()
         self.config = config
+
+    def warps(self, batch: int) -> torch.Tensor | None:
+        """Each row's frequency warp for the feature extractor (training mode, `warp` > 0), drawn
+        before the masks from the same generator; None otherwise, drawing nothing."""
+        if not self.training or self.config.warp == 0.0:
+            return None
+        return 1.0 + self.config.warp * (2.0 * torch.rand(batch) - 1.0)
 
     def forward(self, feats: torch.Tensor, n_frames: torch.Tensor) -> torch.Tensor:
         if not self.training:

@@ -65,7 +65,8 @@ class Recognizer(nn.Module):
         """`n_samples` best stays on the host: lengths are worked out there, and nothing waits
         for the GPU. `n_frames` comes back on the device of `waveforms`."""
         n_samples = n_samples.cpu()
-        feats, n_frames_cpu = self.extractor(waveforms, n_samples)
+        warps = self.specaugment.warps(waveforms.shape[0]) if self.specaugment is not None else None
+        feats, n_frames_cpu = self.extractor(waveforms, n_samples, warps)
         n_frames = to_device(n_frames_cpu, waveforms.device)
         feats = self.norm(feats, n_frames)
         if self.specaugment is not None:

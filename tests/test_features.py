@@ -2,6 +2,7 @@ import pytest
 import torch
 from conftest import tone
 
+from asr.errors import InputError
 from asr.features import (
     FeatureConfig,
     FeatureExtractor,
@@ -10,6 +11,8 @@ from asr.features import (
     SpecAugmentConfig,
     StatsAccumulator,
     frame_mask,
+    warp_frequencies,
+    warped_mel_filters,
 )
 
 
@@ -108,3 +111,75 @@ def test_features_stay_in_float32_under_autocast():
         mixed, _ = extractor(wave, torch.tensor([wave.shape[1]]))
     assert mixed.dtype == torch.float32
     torch.testing.assert_close(mixed, plain)
+
+
+def test_the_warp_map_worked_by_hand():
+    """Jaitly and Hinton's map at 16 kHz (cutoff 4.8 kHz): below the knee f -> warp * f; above it
+    the line through (knee, warp * knee) and (8000, 8000). Warp 1.1: knee 4800 / 1.1 = 4363.6 Hz, and
+    6000 -> 8000 - 3200 / 3636.4 * 2000 = 6240. Warp 0.9: knee 4800, 6000 -> 8000 - 3680 / 3200 * 2000 = 5700."""
+    mapped = warp_frequencies(torch.tensor([0.0, 1000.0, 4000.0, 6000.0, 8000.0]), torch.tensor([1.1, 0.9, 1.0]), 8000.0)
+    expected = [[0.0, 1100.0, 4400.0, 6240.0, 8000.0], [0.0, 900.0, 3600.0, 5700.0, 8000.0],
+                [0.0, 1000.0, 4000.0, 6000.0, 8000.0]]
+    torch.testing.assert_close(mapped, torch.tensor(expected))
+
+
+def test_an_unwarped_filterbank_is_torchaudios():
+    filters = FeatureExtractor(FeatureConfig()).transform.mel_scale.fb  # torchaudio's own HTK triangles
+    warped = warped_mel_filters(filters, 16000, torch.tensor([1.0, 1.1]))
+    torch.testing.assert_close(warped[0], filters, atol=1e-4, rtol=0)
+    assert not torch.allclose(warped[1], filters, atol=1e-2)
+
+
+@pytest.mark.parametrize("freq, warp, moved_to", [(1000.0, 1.1, 1100.0), (1000.0, 0.9, 900.0), (3000.0, 1.2, 3600.0),
+                                                  (6000.0, 1.1, 6240.0), (6000.0, 0.9, 5700.0)])
+def test_a_warped_tone_lands_in_the_band_of_its_mapped_frequency(freq, warp, moved_to):
+    """A tone's loudest mel band under a warp is the band an unwarped tone at the frequency worked
+    out by hand (see above) peaks in, and not its own."""
+    extractor = FeatureExtractor(FeatureConfig())
+
+    def loudest(f, warps=None):
+        feats, _ = extractor(torch.from_numpy(tone(0.5, freq=f))[None], torch.tensor([8000]), warps)
+        return int(feats[0].mean(0).argmax())
+
+    assert loudest(freq, torch.tensor([warp])) == loudest(moved_to) != loudest(freq)
+
+
+def test_warps_are_drawn_in_training_only_within_their_range_and_from_the_seed():
+    augment = SpecAugment(SpecAugmentConfig(warp=0.1)).train()
+    torch.manual_seed(3)
+    first = augment.warps(1000)
+    torch.manual_seed(3)
+    assert torch.equal(augment.warps(1000), first)
+    assert 0.9 <= float(first.min()) < 0.91 and 1.09 < float(first.max()) <= 1.1
+    for quiet in (augment.eval(), SpecAugment(SpecAugmentConfig()).train()):
+        torch.manual_seed(3)
+        assert quiet.warps(4) is None
+        assert torch.equal(torch.rand(3), (torch.manual_seed(3), torch.rand(3))[1])  # drew nothing
+
+
+def test_warping_a_recognizer_in_training_mode_only():
+    from asr.model import ModelDims
+    from asr.recognizer import Recognizer
+    from asr.tokenizer import CharTokenizer
+
+    dims = ModelDims(n_input=80, n_tokens=3, conv_channels=(4,), conv_kernels=((3, 3),), conv_strides=((2, 2),),
+                     n_layers=1, hidden=8)
+    recognizer = Recognizer(FeatureConfig(), dims, CharTokenizer(["<blank>", "A", "B"]), torch.zeros(80), torch.ones(80),
+                            SpecAugmentConfig(freq_masks=0, time_masks=0, warp=0.2))
+    seen = []
+    recognizer.norm.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    waves = torch.from_numpy(tone(0.5, freq=1000.0))[None].repeat(2, 1)
+    n = torch.tensor([8000, 8000])
+    recognizer.eval()(waves, n)
+    recognizer.train()(waves, n)
+    plain, warped = seen
+    assert torch.equal(plain[0], plain[1])
+    assert not torch.allclose(warped[0], plain[0]) and not torch.allclose(warped[0], warped[1])
+    assert torch.isfinite(warped).all()
+
+
+def test_a_warp_out_of_range_or_on_other_features_is_one_line():
+    with pytest.raises(InputError, match=r"specaugment.warp: 0.6; choose a value from 0"):
+        SpecAugmentConfig(warp=0.6)
+    with pytest.raises(InputError, match="specaugment.warp: frequency warping needs fbank features, not mfcc"):
+        FeatureExtractor(FeatureConfig(kind="mfcc"))(torch.zeros(1, 800), torch.tensor([800]), torch.tensor([1.1]))

@@ -220,11 +220,12 @@ def kill_at(monkeypatch, saves_of_epoch: int, epoch: int):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_run_killed_and_resumed_equals_the_uninterrupted_run_bit_for_bit(tmp_path, monkeypatch, workers):
-    """Speed perturbation (in loader workers), SpecAugment and dropout all draw random numbers."""
+    """Speed perturbation (in loader workers), SpecAugment (its warps too) and dropout all draw random numbers."""
     from asr.recognizer import Recognizer
 
     manifest = tiny_corpus(tmp_path, n=12)
-    extra = ["train.speeds=[0.9,1.0,1.1]", "model.n_layers=2", "model.dropout=0.3", f"train.num_workers={workers}"]
+    extra = ["train.speeds=[0.9,1.0,1.1]", "model.n_layers=2", "model.dropout=0.3", "specaugment.warp=0.1",
+             f"train.num_workers={workers}"]
     straight = tmp_path / "straight"
     train(compose_config(overrides(straight, manifest, 3, *extra)))
     original = kill_at(monkeypatch, 2, epoch=1)  # dies right after epoch 2's best.pt, before its last.pt
