@@ -5,6 +5,7 @@ utterance's last sample (no centring), so padding in a batch never changes a val
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -98,7 +99,8 @@ class FeatureExtractor(nn.Module):
             if self.config.kind != "fbank":
                 raise InputError(f"specaugment.warp: frequency warping needs fbank features, not {self.config.kind}")
             power = self.transform.spectrogram(waveforms)  # (batch, n_freqs, frames)
-            filters = warped_mel_filters(self.transform.mel_scale.fb, self.config.sample_rate, warps.to(power.device))
+            filters = warped_mel_filters(power.shape[1], self.config.n_mels, self.config.sample_rate,
+                                         warps.to(power.device))
             spec = torch.einsum("bft,bfm->bmt", power, filters)
         if self.config.kind == "fbank":
             spec = torch.log(spec + 1e-6)
@@ -122,17 +124,18 @@ def warp_frequencies(freqs: torch.Tensor, warp: torch.Tensor, nyquist: float) ->
     return torch.where(freqs <= knee, freqs * warp, above)
 
 
-def warped_mel_filters(filters: torch.Tensor, sample_rate: int, warp: torch.Tensor) -> torch.Tensor:
-    """Each row's mel filterbank on warped frequencies: `filters: (n_freqs, n_mels)`, torchaudio's
-    HTK triangles of an STFT's bins (unnormalised, as `MelScale` builds them by default); `warp:
+def warped_mel_filters(n_freqs: int, n_mels: int, sample_rate: int, warp: torch.Tensor) -> torch.Tensor:
+    """Each row's mel filterbank on warped frequencies, for the `n_freqs` bins of an STFT: `warp:
     (batch,)` -> `(batch, n_freqs, n_mels)`, where filter m weighs bin f by its triangle at
-    `warp_frequencies(f)`. So energy at f counts as if it were at warp * f: a warp above 1 moves
-    formants up, as a shorter vocal tract does. A warp of 1 gives `filters` back."""
-    n_freqs, n_mels = filters.shape
+    `warp_frequencies(f)`. The triangles are the extractor's: torchaudio `MelScale`'s defaults (HTK
+    mel scale, 0 Hz to Nyquist, unnormalised). So energy at f counts as if it were at warp * f: a
+    warp above 1 moves formants up, as a shorter vocal tract does. A warp of 1 gives `MelScale`'s
+    filterbank."""
     nyquist = sample_rate / 2
-    freqs = torch.linspace(0, nyquist, n_freqs, device=filters.device)
-    mel = lambda f: 2595.0 * torch.log10(1.0 + f / 700.0)  # noqa: E731  HTK, as MelScale's default
-    points = torch.linspace(0, float(mel(torch.tensor(nyquist))), n_mels + 2, device=filters.device)
+    device = warp.device
+    freqs = torch.linspace(0, nyquist, n_freqs, device=device)
+    top_mel = 2595.0 * math.log10(1.0 + nyquist / 700.0)  # HTK, as MelScale's default
+    points = torch.linspace(0, top_mel, n_mels + 2, device=device)
     points = 700.0 * (10 ** (points / 2595.0) - 1.0)  # the triangles' corners, in Hz
     warped = warp_frequencies(freqs, warp, nyquist)[..., None]  # (batch, n_freqs, 1)
     rising = (warped - points[:-2]) / (points[1:-1] - points[:-2])
