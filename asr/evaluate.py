@@ -16,18 +16,21 @@ from asr.decoding import Decoder, GreedyDecoder
 from asr.devices import to_device
 from asr.errors import InputError
 from asr.manifest import Utterance, atomic_write_text
-from asr.metrics import error_rates, normalize_text, utterance_wer
+from asr.metrics import error_rates, normalize_text, token_error_rate, utterance_wer
 from asr.progress import progress_bar
 from asr.recognizer import Recognizer
+from asr.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class DecodeResult:
-    """Hypotheses by utterance id, the mean CTC loss per utterance, and how many were skipped."""
+    """Hypotheses by utterance id, the greedy path's tokens by utterance id (whatever the decoder),
+    the mean CTC loss per utterance, and how many were skipped."""
 
     hypotheses: dict[str, str] = field(default_factory=dict)
+    greedy_tokens: dict[str, list[int]] = field(default_factory=dict)
     loss: float = float("nan")
     n_skipped: int = 0
 
@@ -77,7 +80,8 @@ def decode_utterances(
     progress: bool = False,
 ) -> DecodeResult:
     """Decode every utterance (in length-bucketed batches); unreadable audio is logged and counted."""
-    decoder = decoder or GreedyDecoder(recognizer.tokenizer)
+    greedy = GreedyDecoder(recognizer.tokenizer)
+    decoder = decoder or greedy
     result, total_loss, n_scored = DecodeResult(), 0.0, 0
     device = recognizer.device
     for batch, log_probs, n_frames in forward_batches(recognizer, utterances, max_batch_seconds, num_workers, progress):
@@ -90,13 +94,19 @@ def decode_utterances(
             n_scored += len(batch.utterances)
         texts = decoder.decode(log_probs, n_frames)
         result.hypotheses.update({u.id: text for u, text in zip(batch.utterances, texts)})
+        result.greedy_tokens.update(zip((u.id for u in batch.utterances), greedy.decode_ids(log_probs, n_frames)))
     result.loss = total_loss / n_scored if n_scored else float("nan")
     return result
 
 
 def score(utterances: Sequence[Utterance], decoded: DecodeResult, n_worst: int = 10,
-          exclude_unreadable: bool = False) -> dict:
+          exclude_unreadable: bool = False, tokenizer: Tokenizer | None = None) -> dict:
     """The report: WER/CER (percent), edit counts, every hypothesis, and the worst utterances.
+
+    With `tokenizer`, also `ter`: the token error rate of the greedy path in the model's own units
+    (phones, subword pieces or characters; word separators not counted), against the references
+    as the tokenizer spells them for training (a phone model's targets leave out the words its
+    dictionary lacks, so its output for them counts as insertions).
 
     An utterance whose audio could not be read counts, as NIST sclite would count a missing
     hypothesis, as all deletions; with `exclude_unreadable` it is left out of the figures, and
@@ -115,8 +125,17 @@ def score(utterances: Sequence[Utterance], decoded: DecodeResult, n_worst: int =
         for u, h in zip(scored, hyps)
     ]
     worst = sorted(rows, key=lambda r: (-r["wer"], r["id"]))[:n_worst]
+    tokens = {}
+    if tokenizer is not None:
+        def units(ids):
+            return [t for t in ids if not tokenizer.is_separator(t)]
+        ter, n_ref_tokens = token_error_rate(
+            [units(tokenizer.encode(normalize_text(u.text))) for u in scored],
+            [units(decoded.greedy_tokens.get(u.id, [])) for u in scored])
+        tokens = {"ter": ter, "n_ref_tokens": n_ref_tokens, "token_unit": tokenizer.kind}
     return {
         **asdict(counts),
+        **tokens,
         "utterances": len(scored),
         "skipped": len(unreadable),
         "excluded": len(unreadable) if exclude_unreadable else 0,
@@ -135,10 +154,10 @@ def evaluate(
     exclude_unreadable: bool = False,
     progress: bool = False,
 ) -> dict:
-    """Decode and score `utterances` (see `score`); write the JSON report to `report_path` when given."""
+    """Decode and score `utterances` (see `score`; the token error rate included); write the JSON report to `report_path` when given."""
     decoded = decode_utterances(recognizer, utterances, decoder, max_batch_seconds, progress=progress)
     listed = utterances.utterances if isinstance(utterances, UtteranceDataset) else utterances
-    report = score(listed, decoded, exclude_unreadable=exclude_unreadable)
+    report = score(listed, decoded, exclude_unreadable=exclude_unreadable, tokenizer=recognizer.tokenizer)
     if report_path:
         atomic_write_text(report_path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     return report
@@ -151,6 +170,9 @@ def format_report(report: dict) -> str:
         f"{report['substitutions']} substitutions, {report['deletions']} deletions, "
         f"{report['insertions']} insertions)"
     ]
+    if "ter" in report:
+        lines.append(f"TER {report['ter']:.2f}% of the greedy path in the model's units ({report['token_unit']}; "
+                     f"{report['n_ref_tokens']} reference tokens, word separators not counted)")
     if report["excluded"]:
         lines.append(f"excluded {report['excluded']} utterance(s) whose audio could not be read (not in the figures)")
     elif report["skipped"]:

@@ -1,4 +1,4 @@
-"""Text normalisation and error rates (WER, CER) with jiwer."""
+"""Text normalisation and error rates (WER, CER, token error rate) with jiwer."""
 from __future__ import annotations
 
 import re
@@ -62,6 +62,23 @@ def error_rates(refs: list[str], hyps: list[str]) -> ErrorCounts:
         n_ref_words=n_words,
         n_ref_chars=n_chars,
     )
+
+
+def token_error_rate(refs: list[list[int]], hyps: list[list[int]]) -> tuple[float, int]:
+    """Corpus-level error rate in percent over token sequences (a model's own units: phones, subword
+    pieces, characters), counted as `error_rates` counts words: the edits of all utterances over all
+    reference tokens, a hypothesis against an empty reference counting as insertions. Returns the
+    rate and the number of reference tokens; raises `InputError` when there are none."""
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    as_words = [(" ".join(map(str, r)), " ".join(map(str, h))) for r, h in zip(refs, hyps)]
+    scored = [(r, h) for r, h in as_words if r]
+    if not scored:
+        raise InputError("no reference tokens to score against")
+    edits = jiwer.process_words([r for r, _ in scored], [h for _, h in scored])
+    n_ref = edits.hits + edits.substitutions + edits.deletions
+    errors = edits.substitutions + edits.deletions + edits.insertions + sum(len(h) for r, h in zip(refs, hyps) if not r)
+    return 100.0 * errors / n_ref, n_ref
 
 
 def utterance_wer(ref: str, hyp: str) -> float:

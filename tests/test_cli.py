@@ -1,9 +1,11 @@
 """The `asr` command as a user meets it: one-line errors with documented exit codes, flags that
 are checked, decoder options that mean what they say, resources that are asked for."""
 import errno
+import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 from conftest import AN4_FIXTURE, write_tone
 
 from asr.cli import build_parser, main
-from asr.manifest import Utterance, write_manifest
+from asr.manifest import Utterance, read_manifest, write_manifest
 from asr.recognizer import BUILTIN_DIR
 
 SAMPLES = BUILTIN_DIR / "samples"
@@ -247,7 +249,6 @@ def test_tuning_in_several_processes_gives_the_trials_of_one(tmp_path, monkeypat
     global _REAL_SCORE
     import asr.tune
     from asr.decoding import BeamOptions
-    from asr.manifest import read_manifest
     from asr.recognizer import load_recognizer
 
     recognizer, utts = load_recognizer(), read_manifest(fixture_manifest(tmp_path))
@@ -308,6 +309,23 @@ def test_two_tunings_at_once_each_score_their_own_utterances(tmp_path, monkeypat
     for thread in threads:
         thread.join(timeout=120)
     assert results == {"first": alone[0], "second": alone[1]}
+
+
+def test_evaluate_reports_the_token_error_rate(tmp_path, capsys):
+    """The built-in model spells characters, so its greedy token error rate is the character error
+    rate of its greedy words with the spaces taken out: jiwer's, computed here on the report's text.
+    The references are made wrong (a word added to each, another word swapped) for errors to count."""
+    import jiwer
+
+    utts = [replace(u, text=u.text.replace("ONE", "NINE") + " EXTRA") for u in read_manifest(fixture_manifest(tmp_path))]
+    manifest, report_path = write_manifest(utts, tmp_path / "wrong.jsonl"), tmp_path / "report.json"
+    assert main(["evaluate", "--manifest", str(manifest), "--decoder", "greedy", "--report", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    rows = report["hypotheses"]
+    expected = 100 * jiwer.cer([r["ref"].replace(" ", "") for r in rows], [r["hyp"].replace(" ", "") for r in rows])
+    assert report["token_unit"] == "char" and report["ter"] > 20 and report["ter"] == pytest.approx(expected)
+    assert report["n_ref_tokens"] == sum(len(r["ref"].replace(" ", "")) for r in rows)
+    assert f"TER {report['ter']:.2f}% of the greedy path in the model's units (char;" in capsys.readouterr().out
 
 
 def test_threads_flag_sets_torchs_threads(tmp_path, capsys):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from asr.decoding import GreedyDecoder, make_decoder
-from asr.metrics import error_rates, normalize_text, utterance_wer
+from asr.metrics import error_rates, normalize_text, token_error_rate, utterance_wer
 from asr.tokenizer import BLANK, CharTokenizer
 
 
@@ -51,6 +51,44 @@ def test_error_rates_count_as_sclite_does():
     # "D E" 3 deletions: 9 errors over 5 + 3 reference characters.
     assert counts.cer == pytest.approx(100 * 9 / 8)
     assert utterance_wer("", "F G") == 200.0 and utterance_wer("", "") == 0.0
+
+
+def test_token_error_rate_counts_as_sclite_does():
+    """By hand: [1 2 3] -> [1 3] one deletion; [4] -> [4 4] one insertion; [] -> [5] one insertion
+    (an empty reference still counts it); [6 7] -> [8 7] one substitution. 4 errors over 6 tokens;
+    multi-digit ids are single tokens ([12] is not [1 2])."""
+    rate, n_ref = token_error_rate([[1, 2, 3], [4], [], [6, 7]], [[1, 3], [4, 4], [5], [8, 7]])
+    assert (rate, n_ref) == (pytest.approx(100 * 4 / 6), 6)
+    assert token_error_rate([[12]], [[1, 2]]) == (pytest.approx(200.0), 1)
+    with pytest.raises(ValueError):
+        token_error_rate([[]], [[1]])
+
+
+def test_score_gives_the_phone_error_rate_of_the_greedy_path(tmp_path):
+    """A phone model's report has its phone error rate, whatever decoder wrote the words. By hand,
+    with the dictionary's own entries: "THE CAT" is DH AH | K AE T, greedy DH AH K AE D is one
+    substitution (separators not counted); "DOG" (D AO G) unreadable: three deletions; "ZEBRA" is
+    not in the dictionary, so it has no phones and the greedy path's Z after THE CAT counts as an
+    insertion. 5 errors over 13 phones; 2 over 10 with the unreadable one left out."""
+    from asr.evaluate import DecodeResult, format_report, score
+    from asr.manifest import Utterance
+    from asr.tokenizer import build_tokenizer
+
+    dictionary = tmp_path / "dict.txt"
+    dictionary.write_text("CAT K AE1 T\nDOG D AO1 G\nTHE DH AH0\nZ Z IY1\n")
+    tokenizer = build_tokenizer("phone", ["THE CAT DOG"], lexicon=dictionary)
+    phones = {p: tokenizer.vocab.index(p) for p in ("DH", "AH", "K", "AE", "T", "D", "Z")}
+    greedy = [phones["DH"], phones["AH"], tokenizer.vocab.index(" "), phones["K"], phones["AE"], phones["D"]]
+    utts = [Utterance("a", "a.wav", 1.0, "the cat"), Utterance("b", "b.wav", 1.0, "DOG"),
+            Utterance("c", "c.wav", 1.0, "THE CAT ZEBRA")]
+    decoded = DecodeResult(hypotheses={"a": "THE CAT", "c": "THE CAT Z"},
+                           greedy_tokens={"a": greedy, "c": [*greedy[:5], phones["T"], phones["Z"]]})
+    report = score(utts, decoded, tokenizer=tokenizer)
+    assert report["n_ref_tokens"] == 5 + 3 + 5 and report["token_unit"] == "phone"
+    assert report["ter"] == pytest.approx(100 * (1 + 3 + 1) / 13)
+    assert "TER 38.46% of the greedy path in the model's units (phone; 13 reference tokens" in format_report(report)
+    assert "ter" not in score(utts, decoded)  # no tokenizer, no token figure
+    assert score(utts, decoded, exclude_unreadable=True, tokenizer=tokenizer)["ter"] == pytest.approx(100 * 2 / 10)
 
 
 def test_score_counts_unreadable_audio_as_deletions_unless_excluded():
