@@ -13,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from asr.augment import AugmentConfig
 from asr.errors import ConfigError
-from asr.features import FeatureConfig, SpecAugmentConfig
+from asr.features import FeatureConfig, SpecAugmentConfig, check_warp_features
 from asr.model import ModelDims
 from asr.tokenizer import KINDS, SUBWORD_KINDS
 
@@ -100,7 +100,8 @@ def check_config(cfg: DictConfig) -> None:
     try:
         augment_config(cfg)
         model_dims(cfg, n_tokens=2)
-        specaugment_config(cfg)
+        if specaugment_config(cfg) is not None and cfg.specaugment.warp:
+            check_warp_features(cfg.features.kind)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"configuration: {error}") from None
 

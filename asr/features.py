@@ -96,8 +96,7 @@ class FeatureExtractor(nn.Module):
         if warps is None:
             spec = self.transform(waveforms)  # (batch, n_features, frames)
         else:
-            if self.config.kind != "fbank":
-                raise InputError(f"specaugment.warp: frequency warping needs fbank features, not {self.config.kind}")
+            check_warp_features(self.config.kind)
             power = self.transform.spectrogram(waveforms)  # (batch, n_freqs, frames)
             filters = warped_mel_filters(power.shape[1], self.config.n_mels, self.config.sample_rate,
                                          warps.to(power.device))
@@ -112,6 +111,12 @@ class FeatureExtractor(nn.Module):
 
 
 WARP_CUTOFF = 0.6  # of the Nyquist frequency: where the warp's two straight pieces meet (4.8 kHz at 16 kHz)
+
+
+def check_warp_features(kind: str) -> None:
+    """Frequency warping acts on the mel filters: a one-line error for other features."""
+    if kind != "fbank":
+        raise InputError(f"specaugment.warp: frequency warping needs fbank features, not {kind}")
 
 
 def warp_frequencies(freqs: torch.Tensor, warp: torch.Tensor, nyquist: float) -> torch.Tensor:

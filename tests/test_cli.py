@@ -50,9 +50,11 @@ def test_print_config_shows_the_composed_configuration(capsys):
     ("train.cache_audio=maybe", "train.cache_audio='maybe': expected true or false"),
     ("train.epochs=0", "train.epochs=0: must be above 0"),
     ("model.rnn_type=rnn", "model.rnn_type must be lstm or gru"),
+    # was refused only at the first training batch, after the feature statistics
+    ("features=mfcc specaugment.warp=0.1", "specaugment.warp: frequency warping needs fbank features, not mfcc"),
 ])
 def test_configuration_mistakes_are_one_line_before_any_work(override, named, capsys, tmp_path):
-    assert main(["train", override, f"out_dir={tmp_path / 'exp'}"]) == 2
+    assert main(["train", *override.split(), f"out_dir={tmp_path / 'exp'}"]) == 2
     assert named in one_line_error(capsys)
     assert not (tmp_path / "exp").exists()
 
