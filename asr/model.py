@@ -101,17 +101,20 @@ def _conv_length(n_frames: torch.Tensor, kernel: int, stride: int, padding: int)
 class MaskedBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d over `(batch, channels, freq, time)` whose training statistics come from valid
     frames only: padding never moves the mean, the variance or the running estimates. In eval
-    mode it is BatchNorm2d (same parameters and buffers, so checkpoints load either way)."""
+    mode it is BatchNorm2d (same parameters and buffers, so checkpoints load either way). Under
+    autocast the statistics and the result are worked out in float32 (as BatchNorm2d's are), and
+    the result is given back in the input's precision."""
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """`mask`: `(batch, time)`, True on valid frames."""
         if not self.training or mask is None:
             return super().forward(x)
+        dtype, x = x.dtype, x.float()
         valid = mask[:, None, None, :].to(x.dtype)  # (batch, 1, 1, time)
         n = valid.sum() * x.shape[2]
         masked = x * valid
         mean = masked.sum((0, 2, 3)) / n
-        var = (masked.square().sum((0, 2, 3)) / n - mean.square()).clamp(min=0)
+        var = (((x - mean[None, :, None, None]) * valid).square().sum((0, 2, 3)) / n)  # centred: no cancellation
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1
@@ -124,7 +127,7 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
         if self.affine:
             scale = scale * self.weight
         shift = (self.bias if self.affine else 0) - mean * scale
-        return torch.addcmul(shift[None, :, None, None], x, scale[None, :, None, None])
+        return torch.addcmul(shift[None, :, None, None], x, scale[None, :, None, None]).to(dtype)
 
 
 class ConvFrontEnd(nn.Module):

@@ -144,3 +144,42 @@ def test_masked_batch_norm_matches_batch_norm_on_the_valid_frames():
     torch.testing.assert_close(ours(padded, mask)[..., :20], reference(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours.running_mean, reference.running_mean)
     torch.testing.assert_close(ours.running_var, reference.running_var)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_under_bf16_autocast_keeps_float32_statistics(device):
+    """GPU training's default, `train.precision=bf16`, runs the model under bf16 autocast: the
+    front end's batch norm then got bf16 statistics and failed to blend them into its float32
+    running estimates ("expected dtype float"). CPU autocast takes the same path. Reference: the
+    same model and batch in float32; the features sit far from zero (mean 30, as log-mel energies
+    may), where a variance from bf16 sums of squares would lose every digit."""
+    torch.manual_seed(0)
+    feats = 30 + torch.randn(2, 60, 40, device=device)
+    lengths = torch.tensor([60, 35])
+    models = []
+    for precision in (torch.float32, torch.bfloat16):
+        torch.manual_seed(1)
+        model = CTCModel(ModelDims(**SMALL)).to(device).train()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == torch.bfloat16):
+            out, _ = model(feats, lengths, lengths)
+        out.float().sum().backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        models.append(model)
+    for key, reference in models[0].state_dict().items():
+        if "running" in key:
+            ours = models[1].state_dict()[key]
+            assert ours.dtype == torch.float32, key
+            torch.testing.assert_close(ours, reference, rtol=0.03, atol=2e-3, msg=key)
+
+
+def test_masked_batch_norm_of_bf16_input_is_float32_batch_norm():
+    """Reference: torch's BatchNorm2d in float32 on the same (bf16-valued) input."""
+    from asr.model import MaskedBatchNorm2d
+
+    torch.manual_seed(0)
+    x = (100 + torch.randn(2, 3, 5, 20)).to(torch.bfloat16)
+    ours, reference = MaskedBatchNorm2d(3).train(), torch.nn.BatchNorm2d(3).train()
+    out = ours(x, torch.ones(2, 20, dtype=torch.bool))
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), reference(x.float()), rtol=0.02, atol=0.02)
+    torch.testing.assert_close(ours.running_var, reference.running_var)
