@@ -102,6 +102,29 @@ def test_init_from_copies_matching_weights_and_maps_output_rows_by_token(tmp_pat
     assert read_checkpoint(best)["vocab"] == ["<blank>", "A", "B", "C"]
 
 
+@pytest.mark.parametrize("extra", [
+    [],
+    ["model.rnn_type=lstm", "model.layer_norm=batch", "model.output_norm=batch", "model.n_layers=2"],
+])
+def test_training_under_bf16_autocast_the_gpus_default(tmp_path, monkeypatch, extra):
+    """On a GPU, `train.precision=bf16` (the default) runs each step under bf16 autocast; CPU
+    autocast takes the same path here. The front end's batch norm failed at the first step; now
+    a run with augmentation, the warp and a clean teacher trains, its weights stay finite and
+    float32, and it is scored."""
+    import asr.train
+
+    monkeypatch.setattr(asr.train, "_autocast", lambda device, precision: torch.autocast("cpu", dtype=torch.bfloat16))
+    manifest = tiny_corpus(tmp_path)
+    teacher = train(compose_config(overrides(tmp_path / "teacher", manifest, 1)))
+    best = train(compose_config(overrides(tmp_path, manifest, 2, "augment=robust", "specaugment.warp=0.1",
+                                          f"train.distill_from={teacher}", "train.distill_clean=true", *extra)))
+    weights = read_checkpoint(best)["model"]
+    assert all(w.dtype in (torch.float32, torch.int64) and torch.isfinite(w.float()).all() for w in weights.values())
+    rows = metrics(tmp_path)
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["nonfinite"] == "0" for r in rows)
+    assert float(rows[-1]["dev_wer"]) >= 0
+
+
 def test_resume_continues_after_the_last_saved_epoch(tmp_path):
     manifest = tiny_corpus(tmp_path)
     train(compose_config(overrides(tmp_path, manifest, 2)))
